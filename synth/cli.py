@@ -1,0 +1,240 @@
+"""The command line: parses arguments, calls one function, prints. No logic lives here.
+
+Exit codes: 0 ok; 1 error; 2 usage or configuration error; 3 the run finished partially
+(some repositories or PRs failed and were recorded); 75 the queue or the run lock is busy
+(try again later); 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import logging
+import sys
+from datetime import date, datetime
+from pathlib import Path
+
+from . import app, config, export as export_mod, review as review_mod
+from .errors import EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, SynthError
+
+log = logging.getLogger("synth")
+
+
+# ---------------------------------------------------------------- printing
+
+def format_rows(cols: list[str], rows: list[tuple], fmt: str = "table") -> str:
+    if fmt == "json":
+        return json.dumps([dict(zip(cols, r)) for r in rows], default=_jsonable, indent=2)
+    if fmt == "csv":
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(cols)
+        for r in rows:
+            w.writerow([_cell(v) for v in r])
+        return buf.getvalue().rstrip("\n")
+    cells = [[_cell(v, 60) for v in r] for r in rows]
+    widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(cols)]
+    line = lambda vals: "  ".join(v.ljust(w) for v, w in zip(vals, widths)).rstrip()  # noqa: E731
+    out = [line(cols), line(["-" * w for w in widths])] + [line(r) for r in cells]
+    out.append(f"({len(rows)} row{'s' if len(rows) != 1 else ''})")
+    return "\n".join(out)
+
+
+def _jsonable(v):
+    if isinstance(v, (datetime, date)):
+        return v.isoformat()
+    return str(v)
+
+
+def _cell(v, width: int | None = None) -> str:
+    if v is None:
+        s = ""
+    elif isinstance(v, (list, dict)):
+        s = json.dumps(v, default=_jsonable)
+    elif isinstance(v, (datetime, date)):
+        s = v.isoformat(sep=" ") if isinstance(v, datetime) else v.isoformat()
+    else:
+        s = str(v)
+    s = s.replace("\n", " ")
+    if width and len(s) > width:
+        s = s[: width - 1] + "…"
+    return s
+
+
+def print_summary(summary) -> None:
+    c = summary.counts
+    print(f"run {summary.run_id}: {summary.status}")
+    listed = c.get("source/prs_listed")
+    print(f"  PRs seen:      {c.get('source/prs', 0)} new"
+          + (f" (of {listed} in history, {c.get('source/prs_known', 0)} already decided)"
+             if listed is not None else ""))
+    print(f"  kept:          {c.get('filter/kept', 0)}")
+    print(f"  dropped:       {c.get('filter/dropped', 0)}")
+    drops = sorted(((k.split('/', 2)[2], v) for k, v in c.items()
+                    if k.startswith("filter/dropped/")), key=lambda kv: (-kv[1], kv[0]))
+    for code, n in drops:
+        print(f"    {code:<22} {n}")
+    print(f"  tasks written: {c.get('rewrite/tasks', 0)}")
+    if c.get("llm/calls"):
+        print(f"  LLM calls:     {c['llm/calls']} ({c.get('llm/tokens/in', 0)} tokens in, "
+              f"{c.get('llm/tokens/out', 0)} out)")
+    if summary.failures:
+        print(f"  failures:      {len(summary.failures)} (recorded in the failures table)")
+        for f in summary.failures[:10]:
+            where = f" {f.repo}" + (f"#{f.number}" if f.number else "") if f.repo else ""
+            print(f"    [{f.stage}/{f.reason}]{where}: {f.message}")
+    if c.get("queue/spooled_pending"):
+        print(f"  spooled:       {c['queue/spooled_pending']} batches wait in the spool "
+              "(the queue was busy); the next run ingests them")
+
+
+# ---------------------------------------------------------------- commands
+
+def cmd_run(args, settings) -> int:
+    req = app.RunRequest(demo=args.demo, git=[args.git] if args.git else [],
+                         repo_name=args.repo, limit=args.limit, rewrite=not args.no_rewrite)
+    summary = app.run(settings, req)
+    print_summary(summary)
+    return EXIT_PARTIAL if summary.status == "partial" else EXIT_OK
+
+
+def cmd_sql(args, settings) -> int:
+    cols, rows = app.sql(settings, args.query)
+    if cols:
+        print(format_rows(cols, rows, args.format))
+    return EXIT_OK
+
+
+def cmd_review_action(args, settings) -> int:
+    queue = app.open_queue(settings)
+    ids = review_mod.select_task_ids(queue, args.where, args.task_ids)
+    if not ids:
+        print("no task matches; nothing changed")
+        return EXIT_OK
+    res = review_mod.apply_action(queue, args.action, ids, args.reviewer, args.note,
+                                  settings.review.reviews_required)
+    print(f"{args.action}: {res.recorded} task(s) recorded, {res.changed} changed status")
+    return EXIT_OK
+
+
+def cmd_export(args, settings) -> int:
+    since = date.fromisoformat(args.since) if args.since else None
+    res = export_mod.export(app.open_queue(settings), Path(args.out), args.format, since,
+                            args.split_by_repo, args.style)
+    print(f"exported {res.count} approved task(s) to {args.out}")
+    for f in res.files:
+        print(f"  {f}")
+    return EXIT_OK
+
+
+def cmd_stats(args, settings) -> int:
+    s = app.stats(settings)
+    print(f"repos:          {s['repos']}")
+    print(f"pull requests:  {s['pull_requests']}")
+    print(f"  kept:         {s['kept']}")
+    print(f"  dropped:      {s['dropped']}")
+    for code, n in s["dropped_by_reason"].items():
+        print(f"    {code:<20} {n}")
+    print(f"tasks:          {s['tasks']}")
+    for status, n in s["tasks_by_status"].items():
+        print(f"  {status:<12} {n}")
+    print(f"open failures:  {s['open_failures']}")
+    print(f"runs:           {s['runs']}")
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------- parser
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--db", metavar="FILE",
+                        help="queue file (default: $SYNTH_DB, synth.toml, or data/queue.duckdb)")
+    common.add_argument("--config", metavar="FILE", help="settings file (default: ./synth.toml)")
+    common.add_argument("-v", "--verbose", action="store_true", help="more log output")
+
+    p = argparse.ArgumentParser(
+        prog="synth", description="Turn merged GitHub pull requests into long-horizon coding "
+        "tasks, curated in a DuckDB review queue.", parents=[common])
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    r = sub.add_parser("run", parents=[common], help="crawl, filter and rewrite PRs into the queue",
+                       description="One run: read PRs from a source, filter them, rewrite the "
+                       "kept ones into tasks, and write everything to the queue.")
+    src = r.add_mutually_exclusive_group()
+    src.add_argument("--demo", action="store_true", help="run on the embedded demo project (offline)")
+    src.add_argument("--git", metavar="PATH", help="a local clone (bare or not)")
+    r.add_argument("--repo", metavar="OWNER/NAME", help="repository name, when the clone has no GitHub origin")
+    r.add_argument("--limit", type=_nonneg_int, metavar="N", help="at most N newest PRs per repository")
+    r.add_argument("--no-rewrite", action="store_true", help="filter only; write no tasks")
+    r.set_defaults(func=cmd_run)
+
+    s = sub.add_parser("sql", parents=[common], help="run a read-only SQL query on the queue",
+                       description="Open the queue read-only and run one SQL statement.")
+    s.add_argument("query", help='e.g. "SELECT * FROM review_queue LIMIT 10"')
+    s.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    s.set_defaults(func=cmd_sql)
+
+    rv = sub.add_parser("review", parents=[common], help="approve, reject or mark tasks",
+                        description="Change task status; every action is recorded in review_events.")
+    rsub = rv.add_subparsers(dest="action", metavar="ACTION", required=True)
+    for action, text in (("approve", "approve tasks"), ("reject", "reject tasks"),
+                         ("needs-edit", "mark tasks as needing an edit"),
+                         ("skip", "skip tasks (no verdict)")):
+        a = rsub.add_parser(action, parents=[common], help=text, description=text.capitalize() + ".")
+        a.add_argument("task_ids", nargs="*", metavar="TASK_ID")
+        a.add_argument("--where", metavar="PREDICATE",
+                       help="SQL predicate over the tasks table, e.g. \"repo = 'a/b' AND difficulty = 'hard'\"")
+        a.add_argument("--reviewer", required=True, metavar="NAME")
+        a.add_argument("--note", metavar="TEXT")
+        a.set_defaults(func=cmd_review_action)
+
+    e = sub.add_parser("export", parents=[common], help="write approved tasks as a dataset",
+                       description="Write approved tasks with provenance, a dataset card and a manifest.")
+    e.add_argument("--out", required=True, metavar="DIR")
+    e.add_argument("--format", choices=["jsonl", "parquet"], default="jsonl")
+    e.add_argument("--since", metavar="DATE", help="only tasks reviewed on or after DATE (YYYY-MM-DD)")
+    e.add_argument("--split-by-repo", type=float, metavar="TEST_FRACTION",
+                   help="put whole repositories in a test split of about this fraction")
+    e.add_argument("--style", choices=["agencybench"], help="also render each task as text")
+    e.set_defaults(func=cmd_export)
+
+    st = sub.add_parser("stats", parents=[common], help="print the funnel",
+                        description="Repositories, PRs, kept and dropped, tasks by status.")
+    st.set_defaults(func=cmd_stats)
+    return p
+
+
+def _nonneg_int(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if n < 0:
+        raise argparse.ArgumentTypeError("must be 0 or more")
+    return n
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        settings = config.load(args.config)
+        if args.db:
+            settings.queue.db = args.db
+        return args.func(args, settings)
+    except SynthError as exc:
+        print(f"synth: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("synth: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return EXIT_OK
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

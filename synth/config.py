@@ -1,0 +1,179 @@
+"""Settings: synth.toml for what to do, the environment for secrets.
+
+Precedence: command-line flags > environment (SYNTH_DB, OPENAI_BASE_URL, ...) > synth.toml >
+defaults. Secrets (GITHUB_TOKEN, GITHUB_TOKENS, OPENAI_API_KEY) come from the environment only;
+a synth.toml that holds one is an error. Unknown keys and wrong types are errors naming the key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tomllib
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+
+from .errors import ConfigError
+
+DEFAULT_DB = Path("data") / "queue.duckdb"
+CONFIG_FILE = "synth.toml"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class QueueSettings(_Section):
+    db: str = str(DEFAULT_DB)
+    busy_timeout: float = Field(default=30.0, ge=0)
+
+
+class SourceSettings(_Section):
+    git: list[str] = Field(default_factory=list, description="local clones to mine")
+    repos: list[str] = Field(default_factory=list, description="owner/name on GitHub")
+    repos_file: str | None = None
+    discover: bool = False
+
+
+class GitHubSettings(_Section):
+    api_url: str = "https://api.github.com"
+    graphql_url: str | None = None
+    min_stars: int = Field(default=10000, ge=0)
+    languages: list[str] = Field(default_factory=list)
+    licenses: list[str] = Field(default_factory=list)
+    max_requests: int = Field(default=0, ge=0, description="0: no bound")
+    concurrency: int = Field(default=4, ge=1, le=64)
+    page_size: int = Field(default=50, ge=1, le=100)
+    timeout: float = Field(default=30.0, gt=0)
+    max_wait: float = Field(default=3600.0, ge=0, description="longest rate-limit wait, seconds")
+
+    def graphql_endpoint(self) -> str:
+        if self.graphql_url:
+            return self.graphql_url
+        base = self.api_url.rstrip("/")
+        if base.endswith("/api/v3"):  # GitHub Enterprise Server
+            return base[: -len("/v3")] + "/graphql"
+        return base + "/graphql"
+
+
+class FilterSettings(_Section):
+    files: list[str] = Field(default_factory=list, description="rule files; default filters/default.toml")
+    exclude_file: str | None = None
+
+
+class Price(_Section):
+    input: float = Field(ge=0, description="USD per million prompt tokens")
+    output: float = Field(ge=0, description="USD per million completion tokens")
+
+
+class RewriteSettings(_Section):
+    rewriter: Literal["template", "llm"] = "template"
+    model: str | None = None
+    base_url: str | None = None
+    prompt_version: str = "task_v1"
+    concurrency: int = Field(default=8, ge=1, le=256)
+    timeout: float = Field(default=120.0, gt=0)
+    max_patch_tokens: int = Field(default=6000, ge=200)
+    judge: bool = False
+    prices: dict[str, Price] = Field(default_factory=dict)
+
+
+class RunSettings(_Section):
+    batch_size: int = Field(default=100, ge=1)
+    limit: int = Field(default=0, ge=0, description="0: no limit")
+
+
+class ReviewSettings(_Section):
+    reviews_required: int = Field(default=1, ge=1)
+
+
+class Settings(_Section):
+    queue: QueueSettings = Field(default_factory=QueueSettings)
+    sources: SourceSettings = Field(default_factory=SourceSettings)
+    github: GitHubSettings = Field(default_factory=GitHubSettings)
+    filters: FilterSettings = Field(default_factory=FilterSettings)
+    rewrite: RewriteSettings = Field(default_factory=RewriteSettings)
+    run: RunSettings = Field(default_factory=RunSettings)
+    review: ReviewSettings = Field(default_factory=ReviewSettings)
+    # secrets: from the environment only, never printed
+    github_tokens: list[SecretStr] = Field(default_factory=list, exclude=True)
+    openai_api_key: SecretStr | None = Field(default=None, exclude=True)
+
+    def config_hash(self) -> str:
+        """A hash of the settings that shape a run's output (no secrets)."""
+        data = self.model_dump(mode="json", exclude={"github_tokens", "openai_api_key"})
+        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:12]
+
+
+_SECRET_KEYS = {"token", "tokens", "github_token", "github_tokens", "api_key", "openai_api_key",
+                "password", "secret"}
+
+
+def load(path: str | os.PathLike | None = None, env: dict[str, str] | None = None) -> Settings:
+    """Read synth.toml (when given or present in the working folder) and the environment."""
+    env = dict(os.environ if env is None else env)
+    data: dict = {}
+    explicit = path is not None or "SYNTH_CONFIG" in env
+    file = Path(path or env.get("SYNTH_CONFIG") or CONFIG_FILE)
+    if file.exists():
+        data = _read_toml(file)
+    elif explicit:
+        raise ConfigError(f"config file not found: {file}")
+    _refuse_secrets(data, file)
+    try:
+        settings = Settings.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(f"{file}: " + _explain(exc)) from None
+    return _apply_env(settings, env)
+
+
+def _read_toml(file: Path) -> dict:
+    try:
+        with open(file, "rb") as fh:
+            return tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{file} is not valid TOML: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read {file}: {exc.strerror}") from None
+
+
+def _refuse_secrets(data: dict, file: Path, prefix: str = "") -> None:
+    for key, value in data.items():
+        if isinstance(value, dict):
+            _refuse_secrets(value, file, f"{prefix}{key}.")
+        elif key.lower() in _SECRET_KEYS:
+            raise ConfigError(f"{file}: '{prefix}{key}' looks like a secret; secrets come from "
+                              "the environment only (GITHUB_TOKEN, GITHUB_TOKENS, OPENAI_API_KEY)")
+
+
+def _explain(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        key = ".".join(str(p) for p in err["loc"])
+        if err["type"] == "extra_forbidden":
+            parts.append(f"unknown key '{key}'")
+        else:
+            parts.append(f"'{key}': {err['msg']} (got {err.get('input')!r})")
+    return "; ".join(parts)
+
+
+def _apply_env(settings: Settings, env: dict[str, str]) -> Settings:
+    try:
+        if env.get("SYNTH_DB"):
+            settings.queue.db = env["SYNTH_DB"]
+        if env.get("OPENAI_BASE_URL"):
+            settings.rewrite.base_url = env["OPENAI_BASE_URL"]
+        if env.get("GITHUB_API_URL"):
+            settings.github.api_url = env["GITHUB_API_URL"]
+        if env.get("GITHUB_GRAPHQL_URL"):
+            settings.github.graphql_url = env["GITHUB_GRAPHQL_URL"]
+    except ValidationError as exc:
+        raise ConfigError("environment: " + _explain(exc)) from None
+    raw = env.get("GITHUB_TOKENS") or env.get("GITHUB_TOKEN") or ""
+    settings.github_tokens = [SecretStr(t.strip()) for t in raw.split(",") if t.strip()]
+    if env.get("OPENAI_API_KEY"):
+        settings.openai_api_key = SecretStr(env["OPENAI_API_KEY"])
+    return settings

@@ -1,0 +1,308 @@
+"""Pure diff analysis: which lines of a patch are code, and what kind of change it is.
+
+Per file, added and removed lines are split into code and non-code (blank, comment,
+docstring). Python goes through ``tokenize``; other languages through a comment-syntax
+table. Whole-change detectors tell whitespace-only, comment-only, import-order-only and
+version-string-only changes apart from real ones.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import tokenize
+from collections import Counter
+from dataclasses import dataclass, field
+from fnmatch import translate
+from functools import lru_cache
+from pathlib import PurePosixPath
+
+# language -> (line comment prefixes, block comment (open, close) pairs)
+COMMENT_SYNTAX: dict[str, tuple[tuple[str, ...], tuple[tuple[str, str], ...]]] = {
+    "c": (("//",), (("/*", "*/"),)),
+    "shell": (("#",), ()),
+    "ruby": (("#",), (("=begin", "=end"),)),
+    "sql": (("--",), (("/*", "*/"),)),
+    "lua": (("--",), (("--[[", "]]"),)),
+    "html": ((), (("<!--", "-->"),)),
+    "haskell": (("--",), (("{-", "-}"),)),
+    "lisp": ((";",), ()),
+    "erlang": (("%",), ()),
+}
+
+EXTENSION_LANG: dict[str, str] = {
+    **dict.fromkeys(["c", "h", "cc", "cpp", "cxx", "hpp", "hh", "m", "mm", "cs", "java", "kt",
+                     "kts", "scala", "go", "rs", "js", "jsx", "mjs", "cjs", "ts", "tsx", "swift",
+                     "dart", "php", "groovy", "gradle", "proto", "zig", "v", "sol", "css",
+                     "scss", "less", "fs", "fsx"], "c"),
+    **dict.fromkeys(["sh", "bash", "zsh", "fish", "ps1", "pl", "pm", "r", "jl", "nim", "cr",
+                     "ex", "exs", "mk", "cmake", "tcl", "awk", "coffee", "yaml", "yml", "toml",
+                     "cfg", "ini", "conf", "dockerfile", "tf", "hcl", "nix"], "shell"),
+    "rb": "ruby", "rake": "ruby", "gemspec": "ruby",
+    "sql": "sql", "lua": "lua",
+    **dict.fromkeys(["html", "htm", "xml", "vue", "svelte", "xhtml"], "html"),
+    "hs": "haskell", "elm": "haskell",
+    **dict.fromkeys(["lisp", "el", "clj", "cljs", "scm"], "lisp"),
+    "erl": "erlang", "hrl": "erlang",
+    "py": "python", "pyi": "python", "pyx": "python",
+}
+
+FILENAME_LANG = {"makefile": "shell", "dockerfile": "shell", "rakefile": "ruby",
+                 "gemfile": "ruby", "cmakelists.txt": "shell", "justfile": "shell"}
+
+
+def language_of(path: str) -> str | None:
+    name = PurePosixPath(path).name.lower()
+    if name in FILENAME_LANG:
+        return FILENAME_LANG[name]
+    if "." in name:
+        return EXTENSION_LANG.get(name.rsplit(".", 1)[1])
+    return None
+
+
+# ---------------------------------------------------------------- path patterns
+
+@lru_cache(maxsize=4096)
+def _glob_regex(pattern: str) -> re.Pattern:
+    """A gitignore-flavoured glob: ``**`` spans folders; a pattern with no slash matches the
+    file name at any depth; a trailing slash means everything below that folder."""
+    pat = pattern.strip()
+    if pat.endswith("/"):
+        pat += "**"
+    anchored = "/" in pat.rstrip("/")
+    if not anchored:
+        pat = "**/" + pat
+    # fnmatch.translate treats * as crossing slashes; build our own for ** vs *
+    out, i = [], 0
+    while i < len(pat):
+        if pat.startswith("**/", i):
+            out.append("(?:.*/)?")
+            i += 3
+        elif pat.startswith("**", i):
+            out.append(".*")
+            i += 2
+        elif pat[i] == "*":
+            out.append("[^/]*")
+            i += 1
+        elif pat[i] == "?":
+            out.append("[^/]")
+            i += 1
+        elif pat[i] == "[":
+            j = pat.find("]", i)
+            if j == -1:
+                out.append(re.escape(pat[i]))
+                i += 1
+            else:
+                out.append(translate(pat[i:j + 1])[4:-3])
+                i = j + 1
+        else:
+            out.append(re.escape(pat[i]))
+            i += 1
+    return re.compile("".join(out) + r"\Z", re.IGNORECASE)
+
+
+class PathClassifier:
+    """Path -> file class, first matching class wins (in the order the rules list them)."""
+
+    def __init__(self, classes: dict[str, list[str]], default: str = "code"):
+        self.default = default
+        self._rules: list[tuple[str, re.Pattern]] = []
+        for name, patterns in classes.items():
+            if patterns:
+                joined = "|".join(f"(?:{_glob_regex(p).pattern[:-2]})" for p in patterns)
+                self._rules.append((name, re.compile(f"(?:{joined})\\Z", re.IGNORECASE)))
+        self._cache: dict[str, str] = {}
+
+    def __call__(self, path: str) -> str:
+        hit = self._cache.get(path)
+        if hit is None:
+            hit = self.default
+            for name, rx in self._rules:
+                if rx.match(path):
+                    hit = name
+                    break
+            if len(self._cache) < 100_000:
+                self._cache[path] = hit
+        return hit
+
+
+# ---------------------------------------------------------------- patch lines
+
+def changed_lines(patch: str | None) -> tuple[list[str], list[str]]:
+    """(added, removed) line texts of a unified-diff patch, without their +/- prefix."""
+    added: list[str] = []
+    removed: list[str] = []
+    if not patch:
+        return added, removed
+    for line in patch.splitlines():
+        if not line:
+            continue
+        c = line[0]
+        if c == "+":
+            if not line.startswith("+++ "):
+                added.append(line[1:])
+        elif c == "-":
+            if not line.startswith("--- "):
+                removed.append(line[1:])
+    return added, removed
+
+
+@dataclass(frozen=True, slots=True)
+class LineCounts:
+    code_added: int = 0
+    code_removed: int = 0
+    other_added: int = 0  # blank, comment, docstring
+    other_removed: int = 0
+
+    @property
+    def code(self) -> int:
+        return self.code_added + self.code_removed
+
+
+def count_code_lines(path: str, patch: str | None) -> LineCounts:
+    """Code vs non-code lines among a file's added and removed lines."""
+    added, removed = changed_lines(patch)
+    lang = language_of(path)
+    ca = sum(_code_flags(added, lang))
+    cr = sum(_code_flags(removed, lang))
+    return LineCounts(ca, cr, len(added) - ca, len(removed) - cr)
+
+
+def _code_flags(lines: list[str], lang: str | None) -> list[bool]:
+    if not lines:
+        return []
+    if lang == "python":
+        flags = _python_code_flags(lines)
+        if flags is not None:
+            return flags
+        return [bool(s) and not s.startswith("#") for s in (ln.strip() for ln in lines)]
+    if lang in COMMENT_SYNTAX:
+        return _table_code_flags(lines, *COMMENT_SYNTAX[lang])
+    return [bool(ln.strip()) for ln in lines]
+
+
+def _python_code_flags(lines: list[str]) -> list[bool] | None:
+    """Per line: does it hold a Python token that is code (not comment, not a docstring)?
+
+    The lines of a diff side are a fragment, not a module: they are dedented and tokenized
+    as a unit; when the fragment does not tokenize (a string cut by the hunk), None.
+    """
+    text = "\n".join(_dedent(lines)) + "\n"
+    flags = [False] * len(lines)
+    try:
+        toks = list(tokenize.generate_tokens(io.StringIO(text).readline))
+    except (tokenize.TokenError, IndentationError, SyntaxError):
+        return None
+    skip = {tokenize.COMMENT, tokenize.NL, tokenize.NEWLINE, tokenize.INDENT,
+            tokenize.DEDENT, tokenize.ENDMARKER, tokenize.ENCODING}
+    prev_significant = tokenize.NEWLINE
+    for i, tok in enumerate(toks):
+        if tok.type in skip:
+            if tok.type == tokenize.NEWLINE:
+                prev_significant = tokenize.NEWLINE
+            continue
+        if tok.type == tokenize.STRING and prev_significant in (tokenize.NEWLINE, tokenize.INDENT):
+            nxt = next((t for t in toks[i + 1:] if t.type not in (tokenize.COMMENT,)), None)
+            if nxt is None or nxt.type in (tokenize.NEWLINE, tokenize.NL, tokenize.ENDMARKER):
+                prev_significant = tok.type
+                continue  # a bare string statement: a docstring
+        prev_significant = tok.type
+        for row in range(tok.start[0], tok.end[0] + 1):
+            if 0 < row <= len(flags):
+                flags[row - 1] = True
+    return flags
+
+
+def _dedent(lines: list[str]) -> list[str]:
+    widths = [len(ln) - len(ln.lstrip()) for ln in lines if ln.strip()]
+    cut = min(widths) if widths else 0
+    # nested indentation inside a fragment may not tokenize; flatten it
+    return [ln[cut:].lstrip() if ln.strip() else "" for ln in lines]
+
+
+def _table_code_flags(lines: list[str], line_prefixes: tuple[str, ...],
+                      blocks: tuple[tuple[str, str], ...]) -> list[bool]:
+    flags = []
+    in_block: str | None = None
+    for raw in lines:
+        s = raw.strip()
+        is_code = False
+        while s:
+            if in_block is not None:
+                end = s.find(in_block)
+                if end == -1:
+                    s = ""
+                    break
+                s = s[end + len(in_block):].strip()
+                in_block = None
+                continue
+            if any(s.startswith(p) for p in line_prefixes):
+                break
+            opened = next(((o, c) for o, c in blocks if s.startswith(o)), None)
+            if opened:
+                in_block = opened[1]
+                s = s[len(opened[0]):]
+                continue
+            if s.startswith("*") and blocks:  # continuation of a block comment cut by the hunk
+                break
+            is_code = True
+            break
+        flags.append(is_code)
+    return flags
+
+
+# ---------------------------------------------------------------- change kinds
+
+_WS = re.compile(r"\s+")
+_IMPORT = re.compile(r"^\s*(import\s|from\s+\S+\s+import\s|#include\s|use\s|require\(|const\s+\w+\s*=\s*require\()")
+_VERSION_LINE = re.compile(
+    r"""(?ix)(version|__version__|"version"|release|tag)\W.*?\d+\.\d+|^\s*[\w.-]+\s*[=<>~!]=+\s*v?\d+(\.\d+)+|
+    ^\s*"?[@\w./-]+"?\s*:\s*"[\^~>=<]*\d+\.\d+(\.\d+)?[\w.-]*"\s*,?\s*$""")
+_VERSION_NUM = re.compile(r"v?\d+(\.\d+)+([-.+]?[\w]+)*")
+
+
+@dataclass(slots=True)
+class ChangeKinds:
+    """Which special kinds of change a set of files amounts to (all False for real work)."""
+
+    whitespace_only: bool = False
+    comment_only: bool = False
+    import_order_only: bool = False
+    version_string_only: bool = False
+    rename_only: bool = False
+    details: dict = field(default_factory=dict)
+
+
+def change_kinds(files: list[tuple[str, str, str | None, int, int]]) -> ChangeKinds:
+    """Classify a change from its files: (path, status, patch, additions, deletions).
+
+    Only files with patch text are judged; a change with none gets all False except
+    rename_only.
+    """
+    kinds = ChangeKinds()
+    if files and all(st == "renamed" and a == 0 and d == 0 for _, st, _, a, d in files):
+        kinds.rename_only = True
+        return kinds
+    texts = [(p, *changed_lines(patch)) for p, _, patch, _, _ in files if patch]
+    if not texts:
+        return kinds
+    all_added = [ln for _, a, _ in texts for ln in a]
+    all_removed = [ln for _, _, r in texts for ln in r]
+    if not all_added and not all_removed:
+        return kinds
+    norm_a = Counter(_WS.sub("", ln) for ln in all_added)
+    norm_r = Counter(_WS.sub("", ln) for ln in all_removed)
+    norm_a.pop("", None)
+    norm_r.pop("", None)
+    kinds.whitespace_only = norm_a == norm_r
+    code = sum(count_code_lines(p, patch).code for p, _, patch, _, _ in files if patch)
+    kinds.comment_only = code == 0 and not kinds.whitespace_only
+    nonblank_a = [ln for ln in all_added if ln.strip()]
+    nonblank_r = [ln for ln in all_removed if ln.strip()]
+    changed = nonblank_a + nonblank_r
+    kinds.import_order_only = (bool(changed) and all(_IMPORT.match(ln) for ln in changed)
+                               and Counter(map(str.strip, nonblank_a)) == Counter(map(str.strip, nonblank_r)))
+    kinds.version_string_only = bool(changed) and all(_VERSION_LINE.search(ln) for ln in changed) and (
+        Counter(_VERSION_NUM.sub("V", _WS.sub("", ln)) for ln in nonblank_a)
+        == Counter(_VERSION_NUM.sub("V", _WS.sub("", ln)) for ln in nonblank_r))
+    return kinds

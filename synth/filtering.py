@@ -1,0 +1,239 @@
+"""Pure filtering: PullRequest + rules -> Decision with every reason code that fired.
+
+Rules come from filters/*.toml (see filters/default.toml); this module has no I/O beyond
+reading those files in ``load_rules``. ``decide`` never raises on odd input: a binary, huge or
+undecodable patch is a reason code, not a crash.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .diffs import PathClassifier, change_kinds, count_code_lines
+from .errors import ConfigError
+from .models import Decision, PullRequest
+
+FILTER_CODE_VERSION = "2"  # bump when decide() changes meaning, so decisions re-run
+
+# Codes that drop a PR. Everything else a decision carries is information.
+DROP_CODES = frozenset({
+    "bot_author", "release", "version_bump", "revert", "typo", "chore", "too_large",
+    "too_small", "no_code", "empty_change", "whitespace_only", "comment_only",
+    "import_order_only", "version_string_only", "rename_only", "excluded",
+    # a PR whose files all fall in one trivial class: <class>_only
+    "docs_only", "tests_only", "ci_only", "lockfile_only", "generated_only", "vendored_only",
+    "build_only", "assets_only",
+})
+INFO_CODES = frozenset({
+    "substantive", "has_tests", "binary_files", "non_utf8_patch", "patch_truncated",
+    "patches_missing",
+})
+
+_SIZE_KEYS = {"min_code_lines": 20, "min_code_files": 2, "single_file_min_code_lines": 60,
+              "max_files": 60, "max_changed_lines": 3000, "max_patch_bytes": 2_000_000}
+_SECTIONS = {"size", "classes", "trivial_alone", "titles", "labels", "bots", "change_kinds"}
+_KINDS = ("whitespace_only", "comment_only", "import_order_only", "version_string_only",
+          "rename_only")
+
+
+@dataclass(frozen=True)
+class Rules:
+    raw: dict
+    version: str
+    size: dict[str, int]
+    classify: PathClassifier
+    trivial_alone: frozenset[str]
+    titles: tuple[tuple[str, re.Pattern], ...]
+    labels: tuple[tuple[str, re.Pattern], ...]
+    bots: re.Pattern | None
+    kinds: frozenset[str]
+    sources: tuple[str, ...] = field(default=())
+
+
+def default_rules_path() -> Path:
+    from .paths import filters_dir
+    return filters_dir() / "default.toml"
+
+
+def load_rules(paths: list[str | Path] | None = None) -> Rules:
+    """Read and merge rule files (later files override earlier keys, section by section)."""
+    files = [Path(p) for p in (paths or [default_rules_path()])]
+    merged: dict = {}
+    for file in files:
+        try:
+            with open(file, "rb") as fh:
+                data = tomllib.load(fh)
+        except FileNotFoundError:
+            raise ConfigError(f"filter rules not found: {file}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"filter rules {file} are not valid TOML: {exc}") from None
+        for section, value in data.items():
+            if section not in _SECTIONS:
+                raise ConfigError(f"{file}: unknown section [{section}] "
+                                  f"(known: {', '.join(sorted(_SECTIONS))})")
+            if not isinstance(value, dict):
+                raise ConfigError(f"{file}: [{section}] must be a table")
+            merged.setdefault(section, {}).update(value)
+    return compile_rules(merged, tuple(str(f) for f in files))
+
+
+def compile_rules(raw: dict, sources: tuple[str, ...] = ()) -> Rules:
+    size = dict(_SIZE_KEYS)
+    for key, value in raw.get("size", {}).items():
+        if key not in _SIZE_KEYS:
+            raise ConfigError(f"filter rules: unknown key size.{key}")
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise ConfigError(f"filter rules: size.{key} must be a whole number >= 0")
+        size[key] = value
+    classes = raw.get("classes", {})
+    for name, pats in classes.items():
+        if not isinstance(pats, list) or not all(isinstance(p, str) for p in pats):
+            raise ConfigError(f"filter rules: classes.{name} must be a list of glob strings")
+    trivial = raw.get("trivial_alone", {}).get("classes", list(classes))
+    unknown = set(trivial) - set(classes)
+    if unknown:
+        raise ConfigError(f"filter rules: trivial_alone names unknown classes {sorted(unknown)}")
+    kinds = raw.get("change_kinds", {})
+    for key in kinds:
+        if key not in _KINDS:
+            raise ConfigError(f"filter rules: unknown key change_kinds.{key}")
+    bots = raw.get("bots", {}).get("patterns", [])
+    canonical = json.dumps(raw, sort_keys=True, default=str)
+    version = hashlib.sha256((FILTER_CODE_VERSION + canonical).encode()).hexdigest()[:12]
+    return Rules(
+        raw=raw, version=version, size=size, classify=PathClassifier(classes),
+        trivial_alone=frozenset(trivial),
+        titles=_compile_codes(raw.get("titles", {}), "titles"),
+        labels=_compile_codes(raw.get("labels", {}), "labels"),
+        bots=_compile_any(bots, "bots.patterns") if bots else None,
+        kinds=frozenset(k for k in _KINDS if kinds.get(k, True)),
+        sources=sources)
+
+
+def _compile_codes(section: dict, where: str) -> tuple[tuple[str, re.Pattern], ...]:
+    out = []
+    for code, patterns in section.items():
+        if code not in DROP_CODES:
+            raise ConfigError(f"filter rules: {where}.{code} is not a known reason code "
+                              f"({', '.join(sorted(DROP_CODES))})")
+        out.append((code, _compile_any(patterns, f"{where}.{code}")))
+    return tuple(out)
+
+
+def _compile_any(patterns: list[str], where: str) -> re.Pattern:
+    try:
+        return re.compile("|".join(f"(?:{p})" for p in patterns), re.IGNORECASE)
+    except re.error as exc:
+        raise ConfigError(f"filter rules: bad regular expression in {where}: {exc}") from None
+
+
+# ---------------------------------------------------------------- analysis
+
+@dataclass
+class Verdict:
+    """One rule's verdict on one PR, for `synth explain`."""
+
+    rule: str
+    fired: bool
+    code: str | None
+    detail: str
+
+
+def analyze(pr: PullRequest, rules: Rules) -> tuple[dict, list[Verdict]]:
+    """The PR's figures and every rule's verdict."""
+    files = pr.files
+    classes: dict[str, int] = {}
+    class_lines: dict[str, int] = {}
+    code_lines = 0
+    code_files = 0
+    binary = undecodable = truncated = missing = 0
+    file_classes: dict[str, str] = {}
+    for f in files:
+        cls = "assets" if f.binary and rules.classify(f.path) == "code" else rules.classify(f.path)
+        file_classes[f.path] = cls
+        classes[cls] = classes.get(cls, 0) + 1
+        class_lines[cls] = class_lines.get(cls, 0) + f.additions + f.deletions
+        binary += f.binary
+        undecodable += f.undecodable
+        truncated += f.patch_truncated
+        if cls == "code":
+            code_files += 1
+            if f.patch is not None and not f.patch_truncated:
+                code_lines += count_code_lines(f.path, f.patch).code
+            else:
+                code_lines += f.additions + f.deletions
+        if f.patch is None and not f.binary and (f.additions or f.deletions):
+            missing += 1
+    patch_bytes = sum(f.patch_bytes for f in files)
+    changed = pr.additions + pr.deletions
+    metrics = {
+        "files": pr.changed_files, "additions": pr.additions, "deletions": pr.deletions,
+        "changed_lines": changed, "patch_bytes": patch_bytes, "code_files": code_files,
+        "code_lines": code_lines, "files_by_class": dict(sorted(classes.items())),
+        "lines_by_class": dict(sorted(class_lines.items())), "binary_files": binary,
+        "undecodable_files": undecodable, "truncated_files": truncated,
+        "patches_missing": missing,
+    }
+    v: list[Verdict] = []
+    s = rules.size
+    is_bot = pr.author_is_bot or bool(rules.bots and rules.bots.search(pr.author or ""))
+    v.append(Verdict("bots", is_bot, "bot_author", f"author {pr.author!r}"))
+    for code, rx in rules.titles:
+        m = rx.search(pr.title or "")
+        v.append(Verdict(f"titles.{code}", bool(m), code,
+                         f"title matches {m.group(0)!r}" if m else "title does not match"))
+    for code, rx in rules.labels:
+        hit = next((lb for lb in pr.labels if rx.search(lb)), None)
+        v.append(Verdict(f"labels.{code}", hit is not None, code,
+                         f"label {hit!r}" if hit else f"labels {list(pr.labels)}"))
+    too_large = (pr.changed_files > s["max_files"] or changed > s["max_changed_lines"]
+                 or patch_bytes > s["max_patch_bytes"] or truncated > 0)
+    v.append(Verdict("size.max", too_large, "too_large",
+                     f"{pr.changed_files} files (max {s['max_files']}), {changed} lines "
+                     f"(max {s['max_changed_lines']}), {patch_bytes} patch bytes "
+                     f"(max {s['max_patch_bytes']})"))
+    v.append(Verdict("files.present", not files and pr.changed_files == 0, "empty_change",
+                     f"{len(files)} files"))
+    present = set(classes)
+    only = None
+    if present and present <= rules.trivial_alone:
+        only = f"{next(iter(present))}_only" if len(present) == 1 else "no_code"
+    v.append(Verdict("trivial_alone", only is not None, only or "no_code",
+                     f"file classes {sorted(present)}"))
+    if code_files:
+        small = code_lines < s["min_code_lines"] or (
+            code_files < s["min_code_files"] and code_lines < s["single_file_min_code_lines"])
+        v.append(Verdict("size.min", small, "too_small",
+                         f"{code_lines} code lines in {code_files} code files (min "
+                         f"{s['min_code_lines']}; one file needs {s['single_file_min_code_lines']})"))
+    k = change_kinds([(f.path, f.status, f.patch, f.additions, f.deletions)
+                      for f in files if file_classes[f.path] != "docs"])
+    for kind in sorted(rules.kinds):
+        v.append(Verdict(f"change_kinds.{kind}", getattr(k, kind), kind, kind.replace("_", " ")))
+    return metrics, v
+
+
+def decide(pr: PullRequest, rules: Rules) -> Decision:
+    metrics, verdicts = analyze(pr, rules)
+    codes = [x.code for x in verdicts if x.fired and x.code]
+    dropped = sorted(set(codes))  # every rule that fires drops the PR
+    info = []
+    if metrics["files_by_class"].get("tests"):
+        info.append("has_tests")
+    if metrics["binary_files"]:
+        info.append("binary_files")
+    if metrics["undecodable_files"]:
+        info.append("non_utf8_patch")
+    if metrics["truncated_files"]:
+        info.append("patch_truncated")
+    if metrics["patches_missing"]:
+        info.append("patches_missing")
+    kept = not dropped
+    reasons = (["substantive"] if kept else dropped) + info
+    return Decision(repo=pr.repo, number=pr.number, kept=kept, reasons=tuple(reasons),
+                    filter_version=rules.version, metrics=metrics)

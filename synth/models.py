@@ -1,0 +1,296 @@
+"""The data types that flow between stages.
+
+    source ──PullRequest──► filtering ──Decision──► rewrite ──Task──► queue ──► export
+
+Every type that crosses a stage boundary lives here. Plain frozen dataclasses carry data
+between stages; the task content (what an LLM writes, what a curator edits) is a pydantic
+model because it is validated at the edges where it enters the system.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+FileStatus = Literal["added", "modified", "deleted", "renamed", "copied", "type_changed"]
+SourceKind = Literal["git", "github", "demo"]
+Rewriter = Literal["template", "llm"]
+TaskStatus = Literal["pending", "approved", "rejected", "needs_edit", "skipped"]
+ReviewAction = Literal["approve", "reject", "needs-edit", "skip", "edit"]
+RunStatus = Literal["running", "ok", "partial", "failed", "interrupted"]
+Category = Literal[
+    "algorithm", "app", "llm-app", "backend", "ui", "frontend",
+    "build-deploy", "research", "data-processing", "debugging",
+]
+Difficulty = Literal["easy", "medium", "hard"]
+
+# What each review action sets the task status to.
+ACTION_STATUS: dict[str, TaskStatus] = {
+    "approve": "approved",
+    "reject": "rejected",
+    "needs-edit": "needs_edit",
+    "skip": "skipped",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Repo:
+    """A repository known to the queue."""
+
+    owner: str
+    name: str
+    stars: int | None = None
+    language: str | None = None
+    license: str | None = None
+    default_branch: str | None = None
+    archived: bool = False
+    fork: bool = False
+    source: SourceKind = "git"
+
+    @property
+    def full_name(self) -> str:
+        return f"{self.owner}/{self.name}"
+
+    @classmethod
+    def parse(cls, full_name: str, **kwargs) -> "Repo":
+        owner, _, name = full_name.strip().partition("/")
+        return cls(owner=owner, name=name, **kwargs)
+
+
+@dataclass(frozen=True, slots=True)
+class FileChange:
+    """One file of a pull request.
+
+    ``patch`` is the unified-diff text of the file (hunks only), or None when the file is
+    binary, when the patch was not fetched (a GitHub metadata pass) or was too large to keep.
+    ``patch_bytes`` is the size of the full patch as the source produced it, even when the
+    stored text was cut (``patch_truncated``). ``undecodable`` is set when the patch was not
+    valid UTF-8 and was decoded with replacement characters.
+    """
+
+    path: str
+    status: FileStatus
+    additions: int
+    deletions: int
+    patch: str | None = None
+    binary: bool = False
+    old_path: str | None = None
+    patch_bytes: int = 0
+    patch_truncated: bool = False
+    undecodable: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class LinkedIssue:
+    number: int
+    title: str
+    body: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class PullRequest:
+    """A merged pull request, from any source."""
+
+    repo: str  # owner/name
+    number: int
+    title: str
+    body: str
+    author: str
+    merged_at: datetime | None
+    base_sha: str
+    merge_sha: str
+    url: str
+    labels: tuple[str, ...] = ()
+    linked_issues: tuple[LinkedIssue, ...] = ()
+    files: tuple[FileChange, ...] = ()
+    author_is_bot: bool = False
+    head_sha: str | None = None
+    source: SourceKind = "git"
+    # Totals as the source reports them; when None they are summed from files.
+    additions_total: int | None = None
+    deletions_total: int | None = None
+    changed_files_total: int | None = None
+
+    @property
+    def key(self) -> tuple[str, int]:
+        return (self.repo, self.number)
+
+    @property
+    def additions(self) -> int:
+        if self.additions_total is not None:
+            return self.additions_total
+        return sum(f.additions for f in self.files)
+
+    @property
+    def deletions(self) -> int:
+        if self.deletions_total is not None:
+            return self.deletions_total
+        return sum(f.deletions for f in self.files)
+
+    @property
+    def changed_files(self) -> int:
+        if self.changed_files_total is not None:
+            return self.changed_files_total
+        return len(self.files)
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The filter's verdict on one PR, with every reason code that fired.
+
+    Kept PRs carry reasons too (e.g. ``substantive``), so a curator can see why a PR was kept
+    as well as why one was dropped. ``metrics`` holds the figures the rules looked at.
+    """
+
+    repo: str
+    number: int
+    kept: bool
+    reasons: tuple[str, ...]
+    filter_version: str
+    metrics: dict = field(default_factory=dict, hash=False, compare=False)
+
+
+class Subtask(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    title: str = Field(min_length=1)
+    goal: str = Field(min_length=1)
+    constraints: list[str] = Field(min_length=1)
+    deliverables: list[str] = Field(min_length=1)
+    acceptance_criteria: list[str] = Field(min_length=1)
+
+    @field_validator("constraints", "deliverables", "acceptance_criteria")
+    @classmethod
+    def _no_blank_items(cls, items: list[str]) -> list[str]:
+        cleaned = [s.strip() for s in items if s and s.strip()]
+        if not cleaned:
+            raise ValueError("needs at least one non-empty item")
+        return cleaned
+
+
+class TaskSpec(BaseModel):
+    """The content of a task: what a rewriter produces and a curator reviews or edits."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    title: str = Field(min_length=1, max_length=200)
+    category: Category
+    background: str = Field(min_length=1)
+    query: str = Field(min_length=1)
+    subtasks: list[Subtask] = Field(min_length=2, max_length=6)
+    modified_files: list[str] = Field(default_factory=list)
+    related_files: list[str] = Field(default_factory=list)
+    difficulty: Difficulty
+    flags: list[str] = Field(default_factory=list)
+    confidence: float = Field(default=0.5, ge=0.0, le=1.0)
+
+
+@dataclass(frozen=True, slots=True)
+class Provenance:
+    """Where a task came from: enough to find the PR and check out its base."""
+
+    repo: str
+    pr_number: int
+    pr_url: str
+    base_sha: str
+    merge_sha: str
+    merged_at: datetime | None = None
+    license: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """What producing a task cost."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+    calls: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Task:
+    """A task ready for the queue: its content, who wrote it and where it came from."""
+
+    spec: TaskSpec
+    provenance: Provenance
+    rewriter: Rewriter
+    model: str | None
+    prompt_version: str
+    usage: Usage = field(default_factory=Usage)
+
+    @property
+    def task_id(self) -> str:
+        return task_id(self.provenance.repo, self.provenance.pr_number,
+                       self.prompt_version, self.rewriter, self.model)
+
+
+def task_id(repo: str, number: int, prompt_version: str, rewriter: str, model: str | None) -> str:
+    """A stable id for (repo, PR number, prompt version, rewriter/model)."""
+    key = f"{repo}#{number}|{prompt_version}|{rewriter}|{model or ''}"
+    return hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """A PR or repository a stage could not handle: recorded, never silently dropped."""
+
+    stage: str  # source, filter, rewrite, queue
+    reason: str  # a stable code, e.g. not_found, invalid_output, empty_history
+    message: str
+    repo: str | None = None
+    number: int | None = None
+    detail: str = ""
+    transient: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Cursor:
+    """Incremental crawl state of one repository for one source (kept in the queue)."""
+
+    repo: str
+    source: SourceKind
+    watermark: str | None = None
+    cursor: str | None = None
+    state: dict = field(default_factory=dict, hash=False, compare=False)
+
+
+@dataclass(slots=True)
+class Batch:
+    """Everything one step of a run writes to the queue, in one transaction.
+
+    A batch is spooled to disk before it is ingested, so a busy or crashed queue loses
+    nothing: ingesting the same batch twice gives the same rows.
+    """
+
+    run_id: str | None = None
+    repos: list[Repo] = field(default_factory=list)
+    pull_requests: list[PullRequest] = field(default_factory=list)
+    decisions: list[Decision] = field(default_factory=list)
+    tasks: list[Task] = field(default_factory=list)
+    failures: list[Failure] = field(default_factory=list)
+    resolved: list[tuple[str, str, int]] = field(default_factory=list)  # (stage, repo, number)
+    cursors: list[Cursor] = field(default_factory=list)
+    run: dict | None = None  # the run record as it stands
+
+    def __len__(self) -> int:
+        return (len(self.repos) + len(self.pull_requests) + len(self.decisions)
+                + len(self.tasks) + len(self.failures) + len(self.resolved)
+                + len(self.cursors) + (1 if self.run else 0))
+
+
+@dataclass(slots=True)
+class RunSummary:
+    """What one run did, for the run record and the printed summary."""
+
+    run_id: str
+    status: RunStatus = "running"
+    counts: dict[str, int] = field(default_factory=dict)
+    failures: list[Failure] = field(default_factory=list)
+
+    def inc(self, key: str, n: int = 1) -> None:
+        self.counts[key] = self.counts.get(key, 0) + n

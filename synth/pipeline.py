@@ -1,0 +1,302 @@
+"""One run: sources -> filter -> rewrite -> queue, in batches, with a run record.
+
+The pipeline is the only place that knows the order of the stages. Each batch of PRs is
+filtered, its kept PRs rewritten, and the whole batch (PRs, files, decisions, tasks,
+failures, cursors, the run record) written to the queue in one transaction. A run first
+finishes old work (spooled batches, kept PRs that still lack a task) before it fetches new.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Callable, Iterable, Iterator, Protocol
+
+from . import queue as q
+from .errors import SourceError, SynthError
+from .filtering import INFO_CODES, Rules, decide
+from .models import Batch, Cursor, Decision, Failure, PullRequest, Repo, RunSummary, Task
+
+log = logging.getLogger("synth.pipeline")
+
+
+@dataclass
+class SourceBatch:
+    """What a source hands the pipeline: new PRs, and the cursor to save with them."""
+
+    prs: list[PullRequest]
+    repo: Repo | None = None
+    cursor: Cursor | None = None
+    failures: list[Failure] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+class Source(Protocol):
+    """A source of PRs. ``batches`` skips PRs whose numbers are in ``known`` when it can."""
+
+    label: str
+
+    def repos(self) -> list[Repo]: ...
+
+    def batches(self, repo: Repo, known: set[int], batch_size: int, limit: int
+                ) -> Iterator[SourceBatch]: ...
+
+
+class Rewriter(Protocol):
+    name: str  # template | llm
+    model: str | None
+    prompt_version: str
+
+    def rewrite_many(self, prs: list[PullRequest], licenses: dict[str, str | None]
+                     ) -> list[Task | Failure]: ...
+
+
+@dataclass
+class RunOptions:
+    batch_size: int = 100
+    limit: int = 0
+    rewrite: bool = True
+    config_hash: str | None = None
+    source_label: str = ""
+    stop: Callable[[], bool] = lambda: False  # asked between batches (signals)
+    progress: Callable[[str, int, int | None], None] | None = None
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+class Pipeline:
+    def __init__(self, queue: q.Queue, rules: Rules, rewriter: Rewriter | None,
+                 options: RunOptions):
+        self.queue = queue
+        self.rules = rules
+        self.rewriter = rewriter if options.rewrite else None
+        self.opt = options
+        self.summary = RunSummary(run_id=_new_run_id())
+        self.started = _now()
+        self.spooled = 0
+
+    # -- run record
+
+    def _run_row(self, status: str, ended: bool = False) -> dict:
+        s = self.summary
+        return {
+            "run_id": s.run_id, "started_at": self.started.isoformat(sep=" "),
+            "ended_at": _now().isoformat(sep=" ") if ended else None, "status": status,
+            "source": self.opt.source_label, "config_hash": self.opt.config_hash,
+            "pid": os.getpid(), "counts": dict(sorted(s.counts.items())),
+            "errors": [_failure_dict(f) for f in s.failures[-200:]],
+        }
+
+    def _write(self, batch: Batch) -> None:
+        batch.run_id = self.summary.run_id
+        batch.run = self._run_row("running")
+        result = self.queue.write(batch)
+        self.summary.inc("queue/batches")
+        if result.spooled:
+            self.spooled = result.spooled
+            self.summary.counts["queue/spooled_pending"] = result.spooled
+        else:
+            self.summary.counts.pop("queue/spooled_pending", None)
+
+    # -- stages
+
+    def run(self, sources: Iterable[Source]) -> RunSummary:
+        s = self.summary
+        self._write(Batch())  # the run record, and any batch an earlier run left spooled
+        try:
+            self._backlog()
+            for source in sources:
+                if self.opt.stop():
+                    break
+                self._crawl(source)
+            if self.opt.stop():
+                s.status = "interrupted"
+            elif any(not f.transient and f.stage == "source" for f in s.failures) or any(
+                    f.transient for f in s.failures):
+                s.status = "partial"
+            else:
+                s.status = "partial" if s.failures else "ok"
+        except KeyboardInterrupt:
+            s.status = "interrupted"
+            raise
+        except SynthError as exc:
+            s.status = "failed"
+            s.failures.append(Failure("run", "error", str(exc)))
+            raise
+        except Exception as exc:
+            s.status = "failed"
+            s.failures.append(Failure("run", "crash", f"{type(exc).__name__}: {exc}"))
+            raise
+        finally:
+            final = Batch(run_id=s.run_id, run=self._run_row(s.status, ended=True))
+            try:
+                res = self.queue.write(final)
+                if res.spooled:
+                    s.counts["queue/spooled_pending"] = res.spooled
+            except SynthError as exc:  # never mask the run's own outcome
+                log.error("could not write the run record: %s", exc)
+        return s
+
+    def _backlog(self) -> None:
+        """Kept PRs that still lack a task (a crash, a failed rewrite, a new model)."""
+        if not self.rewriter:
+            return
+        r = self.rewriter
+        keys = q.pending_rewrites(self.queue, r.name, r.model, r.prompt_version)
+        if not keys:
+            return
+        licenses = q.repo_licenses(self.queue)
+        for i in range(0, len(keys), self.opt.batch_size):
+            if self.opt.stop():
+                return
+            prs = q.load_pull_requests(self.queue, keys[i:i + self.opt.batch_size])
+            batch = Batch()
+            self._rewrite(prs, batch, licenses)
+            self._write(batch)
+
+    def _crawl(self, source: Source) -> None:
+        s = self.summary
+        try:
+            repos = source.repos()
+        except SourceError as exc:
+            self._fail(Failure("source", "unavailable", str(exc), transient=True))
+            return
+        for repo in repos:
+            if self.opt.stop():
+                return
+            known = q.decided_numbers(self.queue, repo.full_name, self.rules.version)
+            s.inc("source/repos")
+            self._write(Batch(repos=[repo]))
+            licenses = {repo.full_name: repo.license}
+            try:
+                for sb in source.batches(repo, known, self.opt.batch_size, self.opt.limit):
+                    self._handle(sb, licenses)
+                    if self.opt.stop():
+                        return
+            except SourceError as exc:
+                self._fail(Failure("source", type(exc).__name__, str(exc), repo=repo.full_name,
+                                   transient=getattr(exc, "transient", False)))
+                self._write(Batch(failures=[s.failures[-1]]))
+
+    def _handle(self, sb: SourceBatch, licenses: dict[str, str | None]) -> None:
+        s = self.summary
+        for k, v in sb.counts.items():
+            s.inc(k, v)
+        batch = Batch(repos=[sb.repo] if sb.repo else [], pull_requests=list(sb.prs),
+                      cursors=[sb.cursor] if sb.cursor else [], failures=list(sb.failures))
+        for f in sb.failures:
+            self._fail(f)
+        kept: list[PullRequest] = []
+        for pr in sb.prs:
+            s.inc("source/prs")
+            d = decide(pr, self.rules)
+            batch.decisions.append(d)
+            _count_decision(s, d)
+            if d.kept:
+                kept.append(pr)
+        if kept and self.rewriter:
+            self._rewrite(kept, batch, licenses)
+        self._write(batch)
+        if self.opt.progress:
+            self.opt.progress("prs", s.counts.get("source/prs", 0), None)
+
+    def _rewrite(self, prs: list[PullRequest], batch: Batch,
+                 licenses: dict[str, str | None]) -> None:
+        s = self.summary
+        for result in self.rewriter.rewrite_many(prs, licenses):
+            if isinstance(result, Failure):
+                self._fail(result)
+                batch.failures.append(result)
+            else:
+                batch.tasks.append(result)
+                batch.resolved.append(("rewrite", result.provenance.repo,
+                                       result.provenance.pr_number))
+                s.inc("rewrite/tasks")
+                s.inc("llm/tokens/in", result.usage.prompt_tokens)
+                s.inc("llm/tokens/out", result.usage.completion_tokens)
+                s.inc("llm/calls", result.usage.calls)
+
+    def _fail(self, f: Failure) -> None:
+        self.summary.failures.append(f)
+        self.summary.inc(f"{f.stage}/failed/{f.reason}")
+
+
+def _count_decision(s: RunSummary, d: Decision) -> None:
+    if d.kept:
+        s.inc("filter/kept")
+    else:
+        s.inc("filter/dropped")
+        for code in d.reasons:
+            if code not in INFO_CODES:
+                s.inc(f"filter/dropped/{code}")
+
+
+def _failure_dict(f: Failure) -> dict:
+    return {"stage": f.stage, "reason": f.reason, "message": f.message, "repo": f.repo,
+            "number": f.number, "transient": f.transient}
+
+
+def _new_run_id() -> str:
+    return _now().strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
+
+
+# ---------------------------------------------------------------- sources and rewriters
+
+class GitRepoSource:
+    """Adapter: a local clone as a pipeline source."""
+
+    def __init__(self, path, repo_name: str | None = None, label: str | None = None):
+        from .sources.git import GitSource
+        self.git = GitSource(path, repo_name)
+        self.label = label or f"git:{path}"
+
+    def repos(self) -> list[Repo]:
+        return [self.git.repo]
+
+    def batches(self, repo: Repo, known: set[int], batch_size: int, limit: int
+                ) -> Iterator[SourceBatch]:
+        commits = self.git.list_pr_commits()
+        listed = len(commits)
+        if limit:
+            commits = commits[:limit]
+        todo = [c for c in commits if c.number not in known]
+        first = {"source/prs_listed": listed, "source/prs_known": len(commits) - len(todo)}
+        if not todo:
+            yield SourceBatch(prs=[], counts=first)
+            return
+        buf: list[PullRequest] = []
+        for pr in self.git.pull_requests(todo):
+            buf.append(pr)
+            if len(buf) >= batch_size:
+                yield SourceBatch(prs=buf, counts=first)
+                first, buf = {}, []
+        if buf or first:
+            yield SourceBatch(prs=buf, counts=first)
+
+
+class TemplateRewriter:
+    name = "template"
+    model = None
+
+    def __init__(self, rules: Rules):
+        from .rewrite.template import PROMPT_VERSION
+        self.rules = rules
+        self.prompt_version = PROMPT_VERSION
+
+    def rewrite_many(self, prs: list[PullRequest], licenses: dict[str, str | None]
+                     ) -> list[Task | Failure]:
+        from pydantic import ValidationError
+        from .rewrite.template import rewrite
+        out: list[Task | Failure] = []
+        for pr in prs:
+            try:
+                out.append(rewrite(pr, self.rules, licenses.get(pr.repo)))
+            except ValidationError as exc:
+                out.append(Failure("rewrite", "invalid_output", f"template task invalid: {exc}",
+                                   repo=pr.repo, number=pr.number))
+        return out

@@ -1,0 +1,481 @@
+"""The DuckDB review queue: the only module that imports duckdb.
+
+Connections are short: open, one transaction, close. DuckDB allows one writing process per
+file and no readers beside it, so a write that finds the file busy retries with backoff and,
+past a bound, leaves its batch in the spool folder to be ingested at the next chance.
+
+Every batch goes through the spool: it is written to disk as JSON lines (one file per table,
+in a folder renamed into place when complete), ingested in one transaction with idempotent
+upserts, and deleted after the commit. A crash at any point leaves either nothing or a whole
+batch on disk, and ingesting a batch twice gives the same rows.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from importlib import resources
+from pathlib import Path
+from typing import Any, Iterator
+
+import duckdb
+
+from .errors import QueueBusy, QueueError, SQLError
+from .models import Batch, Decision, Failure, PullRequest, Repo, Task
+
+SCHEMA_VERSION = 1
+TABLES = ("repos", "pull_requests", "pr_files", "decisions", "tasks", "failures", "cursors", "runs",
+          "resolved")
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+def _ts(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    if value.tzinfo is not None:
+        value = value.astimezone(timezone.utc).replace(tzinfo=None)
+    return value.isoformat(sep=" ")
+
+
+# ---------------------------------------------------------------- migrations
+
+def _migration_1(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute(resources.files("synth").joinpath("schema.sql").read_text())
+
+
+MIGRATIONS: list[tuple[int, str, Any]] = [
+    (1, "initial schema", _migration_1),
+]
+
+
+def migrate(con: duckdb.DuckDBPyConnection) -> int:
+    """Apply pending migrations, each in its own transaction. Returns the schema version."""
+    con.execute("CREATE TABLE IF NOT EXISTS schema_migrations ("
+                "version INTEGER PRIMARY KEY, name VARCHAR, applied_at TIMESTAMP)")
+    done = {v for (v,) in con.execute("SELECT version FROM schema_migrations").fetchall()}
+    for version, name, fn in MIGRATIONS:
+        if version in done:
+            continue
+        con.execute("BEGIN TRANSACTION")
+        try:
+            fn(con)
+            con.execute("INSERT INTO schema_migrations VALUES (?, ?, ?)", [version, name, utcnow()])
+            con.execute("COMMIT")
+        except Exception:
+            con.execute("ROLLBACK")
+            raise
+    return max([v for v, _, _ in MIGRATIONS])
+
+
+# ---------------------------------------------------------------- batch -> rows
+
+def batch_rows(batch: Batch, now: datetime | None = None) -> dict[str, list[dict]]:
+    """The rows a batch writes, per table, as JSON-ready dicts."""
+    stamp = _ts(now or utcnow())
+    rows: dict[str, list[dict]] = {t: [] for t in TABLES}
+    for r in batch.repos:
+        rows["repos"].append(_repo_row(r, stamp))
+    seen_prs: set[tuple[str, int]] = set()
+    for pr in batch.pull_requests:
+        if pr.key in seen_prs:
+            continue
+        seen_prs.add(pr.key)
+        rows["pull_requests"].append(_pr_row(pr, stamp))
+        seen_paths: set[str] = set()
+        for f in pr.files:
+            if f.path in seen_paths:
+                continue
+            seen_paths.add(f.path)
+            rows["pr_files"].append({
+                "repo": pr.repo, "number": pr.number, "path": f.path, "old_path": f.old_path,
+                "status": f.status, "additions": f.additions, "deletions": f.deletions,
+                "is_binary": f.binary, "patch": f.patch, "patch_bytes": f.patch_bytes,
+                "patch_truncated": f.patch_truncated, "undecodable": f.undecodable,
+            })
+    for d in _dedupe(batch.decisions, lambda d: (d.repo, d.number, d.filter_version)):
+        rows["decisions"].append(_decision_row(d, stamp, batch.run_id))
+    for t in _dedupe(batch.tasks, lambda t: t.task_id):
+        rows["tasks"].append(_task_row(t, stamp, batch.run_id))
+    for f in _dedupe(batch.failures, lambda f: (f.stage, f.repo or "", f.number or 0)):
+        rows["failures"].append(_failure_row(f, stamp, batch.run_id))
+    for stage, repo, number in set(batch.resolved):
+        rows["resolved"].append({"stage": stage, "repo": repo, "number": number})
+    for c in _dedupe(batch.cursors, lambda c: (c.repo, c.source)):
+        rows["cursors"].append({"repo": c.repo, "source": c.source, "watermark": c.watermark,
+                                "cursor": c.cursor, "state": c.state,
+                                "updated_at": stamp})
+    if batch.run:
+        rows["runs"].append(dict(batch.run))
+    return {t: r for t, r in rows.items() if r}
+
+
+def _dedupe(items, key):
+    seen: dict = {}
+    for item in items:
+        seen[key(item)] = item  # the last one wins
+    return list(seen.values())
+
+
+def _repo_row(r: Repo, stamp: str) -> dict:
+    return {"repo": r.full_name, "owner": r.owner, "name": r.name, "stars": r.stars,
+            "language": r.language, "license": r.license, "default_branch": r.default_branch,
+            "archived": r.archived, "fork": r.fork, "source": r.source,
+            "first_seen_at": stamp, "updated_at": stamp}
+
+
+def _pr_row(pr: PullRequest, stamp: str) -> dict:
+    return {
+        "repo": pr.repo, "number": pr.number, "title": pr.title, "body": pr.body,
+        "author": pr.author, "author_is_bot": pr.author_is_bot, "merged_at": _ts(pr.merged_at),
+        "base_sha": pr.base_sha, "merge_sha": pr.merge_sha, "head_sha": pr.head_sha,
+        "url": pr.url, "labels": list(pr.labels),
+        "linked_issues": [{"number": i.number, "title": i.title, "body": i.body}
+                          for i in pr.linked_issues],
+        "additions": pr.additions, "deletions": pr.deletions, "changed_files": pr.changed_files,
+        "source": pr.source, "first_seen_at": stamp, "updated_at": stamp,
+    }
+
+
+def _decision_row(d: Decision, stamp: str, run_id: str | None) -> dict:
+    return {"repo": d.repo, "number": d.number, "filter_version": d.filter_version,
+            "kept": d.kept, "reasons": list(d.reasons), "metrics": d.metrics,
+            "decided_at": stamp, "run_id": run_id}
+
+
+def _task_row(t: Task, stamp: str, run_id: str | None) -> dict:
+    s = t.spec
+    return {
+        "task_id": t.task_id, "repo": t.provenance.repo, "number": t.provenance.pr_number,
+        "title": s.title, "category": s.category, "background": s.background, "query": s.query,
+        "subtasks": [st.model_dump() for st in s.subtasks],
+        "modified_files": s.modified_files, "related_files": s.related_files,
+        "difficulty": s.difficulty, "flags": s.flags, "confidence": s.confidence,
+        "rewriter": t.rewriter, "model": t.model, "prompt_version": t.prompt_version,
+        "status": "pending", "judge_score": None, "judge": None,
+        "prompt_tokens": t.usage.prompt_tokens, "completion_tokens": t.usage.completion_tokens,
+        "cost_usd": t.usage.cost_usd, "revision": 0, "created_at": stamp, "updated_at": stamp,
+        "run_id": run_id,
+    }
+
+
+def _failure_row(f: Failure, stamp: str, run_id: str | None) -> dict:
+    return {"stage": f.stage, "repo": f.repo or "", "number": f.number or 0, "reason": f.reason,
+            "message": f.message, "detail": f.detail[:4000], "transient": f.transient,
+            "attempts": 1, "first_at": stamp, "last_at": stamp, "run_id": run_id,
+            "resolved": False}
+
+
+# What an ingest does per table: the conflict target and the columns a re-ingest updates.
+# Columns not listed (first_seen_at, created_at, status, revision, ...) keep their first value.
+_UPSERT: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "repos": (("repo",), ("stars", "language", "license", "default_branch", "archived", "fork",
+                          "updated_at")),
+    "pull_requests": (("repo", "number"), (
+        "title", "body", "author", "author_is_bot", "merged_at", "base_sha", "merge_sha",
+        "head_sha", "url", "labels", "linked_issues", "additions", "deletions", "changed_files",
+        "updated_at")),
+    "decisions": (("repo", "number", "filter_version"), ("kept", "reasons", "metrics")),
+    "tasks": (("task_id",), ()),  # a stored task is never overwritten by a rewrite
+    "cursors": (("repo", "source"), ("watermark", "cursor", "state", "updated_at")),
+    "runs": (("run_id",), ("ended_at", "status", "counts", "errors", "config_hash")),
+}
+
+
+# ---------------------------------------------------------------- the queue
+
+@dataclass(frozen=True)
+class WriteResult:
+    ingested: int  # batches ingested by this call (this one and older spooled ones)
+    spooled: int  # batches left in the spool because the file was busy
+
+
+class Queue:
+    """A queue file: short connections, migrations on first write, spool-then-ingest."""
+
+    def __init__(self, path: str | os.PathLike, *, busy_timeout: float = 30.0,
+                 spool_dir: str | os.PathLike | None = None):
+        self.path = Path(path)
+        self.busy_timeout = busy_timeout
+        self.spool_dir = Path(spool_dir) if spool_dir else (
+            self.path.parent / "spool" / self.path.stem)
+        self._migrated = False
+
+    # -- connections
+
+    def _open(self, read_only: bool) -> duckdb.DuckDBPyConnection:
+        try:
+            return duckdb.connect(str(self.path), read_only=read_only)
+        except duckdb.IOException as exc:
+            text = str(exc)
+            if "lock" in text.lower():
+                raise QueueBusy(
+                    f"the queue {self.path} is in use by another process "
+                    f"({_lock_holder(text)}); try again when it is closed") from None
+            raise QueueError(f"cannot open the queue {self.path}: {text}") from None
+        except duckdb.Error as exc:
+            raise QueueError(f"cannot open the queue {self.path}: {exc}") from None
+
+    @contextlib.contextmanager
+    def connect(self, read_only: bool = False, wait: float | None = None
+                ) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A short connection; waits up to ``wait`` seconds while another process holds it."""
+        if read_only and not self.path.exists():
+            raise QueueError(f"no queue at {self.path}: run `synth run` first, or name one "
+                             "with --db or SYNTH_DB")
+        if not read_only:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        deadline = time.monotonic() + (self.busy_timeout if wait is None else wait)
+        delay = 0.05
+        while True:
+            try:
+                con = self._open(read_only)
+                break
+            except QueueBusy:
+                if time.monotonic() + delay > deadline:
+                    raise
+                time.sleep(delay)
+                delay = min(delay * 2, 2.0)
+        try:
+            if not read_only and not self._migrated:
+                migrate(con)
+                self._migrated = True
+            yield con
+        finally:
+            con.close()
+
+    @contextlib.contextmanager
+    def transaction(self, wait: float | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
+        with self.connect(wait=wait) as con:
+            con.execute("BEGIN TRANSACTION")
+            try:
+                yield con
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+            con.execute("COMMIT")
+
+    # -- reads
+
+    def query(self, sql: str, params: list | None = None, *, read_only: bool = True,
+              wait: float = 0.0) -> tuple[list[str], list[tuple]]:
+        """Run one statement and return (column names, rows); SQL errors become SQLError."""
+        with self.connect(read_only=read_only, wait=wait) as con:
+            try:
+                cur = con.execute(sql, params or [])
+                if cur.description is None:
+                    return [], []
+                cols = [d[0] for d in cur.description]
+                return cols, cur.fetchall()
+            except duckdb.Error as exc:
+                raise SQLError(f"SQL error: {exc}") from None
+
+    def ensure(self) -> None:
+        """Create the file and apply migrations."""
+        with self.connect():
+            pass
+
+    # -- writes
+
+    def write(self, batch: Batch, *, wait: float | None = None) -> WriteResult:
+        """Spool a batch, then ingest every spooled batch in order. Never loses a batch:
+        when the file stays busy past ``wait`` the batch stays spooled (WriteResult.spooled)."""
+        if len(batch):
+            self.spool(batch)
+        return self.ingest_spool(wait=wait)
+
+    def spool(self, batch: Batch) -> Path:
+        rows = batch_rows(batch)
+        name = f"{time.time_ns():020d}-{uuid.uuid4().hex[:8]}"
+        tmp = self.spool_dir / f".tmp-{name}"
+        tmp.mkdir(parents=True, exist_ok=True)
+        for table, items in rows.items():
+            with open(tmp / f"{table}.jsonl", "w", encoding="utf-8") as fh:
+                for item in items:
+                    fh.write(json.dumps(item, ensure_ascii=False, default=str))
+                    fh.write("\n")
+                fh.flush()
+                os.fsync(fh.fileno())
+        final = self.spool_dir / name
+        os.replace(tmp, final)
+        return final
+
+    def pending_spool(self) -> list[Path]:
+        if not self.spool_dir.is_dir():
+            return []
+        return sorted(p for p in self.spool_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+    def ingest_spool(self, *, wait: float | None = None) -> WriteResult:
+        pending = self.pending_spool()
+        if not pending:
+            return WriteResult(0, 0)
+        try:
+            with self.connect(wait=wait) as con:
+                done = 0
+                for folder in pending:
+                    self._ingest_one(con, folder)
+                    shutil.rmtree(folder, ignore_errors=True)
+                    done += 1
+                return WriteResult(done, 0)
+        except QueueBusy:
+            return WriteResult(0, len(self.pending_spool()))
+
+    def _ingest_one(self, con: duckdb.DuckDBPyConnection, folder: Path) -> None:
+        con.execute("BEGIN TRANSACTION")
+        try:
+            for table in TABLES:
+                file = folder / f"{table}.jsonl"
+                if file.exists():
+                    self._ingest_table(con, table, file)
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+
+    def _ingest_table(self, con: duckdb.DuckDBPyConnection, table: str, file: Path) -> None:
+        src = "failures" if table == "resolved" else table
+        cols = _columns(con, src)
+        if table == "resolved":
+            con.execute(
+                f"UPDATE failures SET resolved = true FROM {_reader(file, cols, ('stage', 'repo', 'number'))} r "
+                "WHERE failures.stage = r.stage AND failures.repo = r.repo "
+                "AND failures.number = r.number")
+            return
+        reader = _reader(file, cols, tuple(cols))
+        if table == "pr_files":
+            con.execute(f"DELETE FROM pr_files WHERE (repo, number) IN "
+                        f"(SELECT DISTINCT repo, number FROM {reader})")
+            con.execute(f"INSERT INTO pr_files BY NAME SELECT * FROM {reader}")
+            return
+        if table == "failures":
+            con.execute(
+                f"INSERT INTO failures BY NAME SELECT * FROM {reader} "
+                "ON CONFLICT (stage, repo, number) DO UPDATE SET reason = excluded.reason, "
+                "message = excluded.message, detail = excluded.detail, "
+                "transient = excluded.transient, attempts = failures.attempts + 1, "
+                "last_at = excluded.last_at, run_id = excluded.run_id, resolved = false")
+            return
+        keys, updates = _UPSERT[table]
+        action = ("DO UPDATE SET " + ", ".join(f"{c} = excluded.{c}" for c in updates)
+                  if updates else "DO NOTHING")
+        con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM {reader} "
+                    f"ON CONFLICT ({', '.join(keys)}) {action}")
+
+
+def _columns(con: duckdb.DuckDBPyConnection, table: str) -> dict[str, str]:
+    rows = con.execute("SELECT column_name, data_type FROM information_schema.columns "
+                       "WHERE table_name = ? ORDER BY ordinal_position", [table]).fetchall()
+    return {name: dtype for name, dtype in rows}
+
+
+def _reader(file: Path, cols: dict[str, str], names: tuple[str, ...]) -> str:
+    spec = ", ".join(f"'{n}': '{cols[n]}'" for n in names)
+    path = str(file).replace("'", "''")
+    return (f"read_json('{path}', format = 'newline_delimited', columns = {{{spec}}}, "
+            "maximum_object_size = 1073741824)")
+
+
+def _lock_holder(text: str) -> str:
+    marker = "Conflicting lock is held in"
+    if marker in text:
+        return "held by " + text.split(marker, 1)[1].strip().rstrip(".")
+    return "locked"
+
+
+# ---------------------------------------------------------------- reads the pipeline needs
+
+def _pr_from_row(row: dict, files: list[dict]) -> PullRequest:
+    from .models import FileChange, LinkedIssue
+    issues = row["linked_issues"]
+    issues = json.loads(issues) if isinstance(issues, str) else (issues or [])
+    return PullRequest(
+        repo=row["repo"], number=row["number"], title=row["title"], body=row["body"],
+        author=row["author"] or "", merged_at=row["merged_at"], base_sha=row["base_sha"] or "",
+        merge_sha=row["merge_sha"] or "", url=row["url"] or "", labels=tuple(row["labels"] or ()),
+        linked_issues=tuple(LinkedIssue(i["number"], i.get("title", ""), i.get("body", ""))
+                            for i in issues),
+        files=tuple(FileChange(
+            path=f["path"], status=f["status"], additions=f["additions"],
+            deletions=f["deletions"], patch=f["patch"], binary=f["is_binary"],
+            old_path=f["old_path"], patch_bytes=f["patch_bytes"] or 0,
+            patch_truncated=f["patch_truncated"], undecodable=f["undecodable"]) for f in files),
+        author_is_bot=row["author_is_bot"], head_sha=row["head_sha"], source=row["source"],
+        additions_total=row["additions"], deletions_total=row["deletions"],
+        changed_files_total=row["changed_files"])
+
+
+def load_pull_requests(queue: Queue, keys: list[tuple[str, int]]) -> list[PullRequest]:
+    """Full PRs (with files) for the given keys, in the order given."""
+    if not keys:
+        return []
+    with queue.connect(read_only=True) as con:
+        wanted = ("(SELECT unnest(?::VARCHAR[]) AS repo, unnest(?::INTEGER[]) AS number)")
+        params = [[k[0] for k in keys], [k[1] for k in keys]]
+        cur = con.execute(f"SELECT p.* FROM pull_requests p JOIN {wanted} w USING (repo, number)",
+                          params)
+        cols = [d[0] for d in cur.description]
+        prs = {(r[0], r[1]): dict(zip(cols, r)) for r in cur.fetchall()}
+        cur = con.execute(f"SELECT f.* FROM pr_files f JOIN {wanted} w USING (repo, number) "
+                          "ORDER BY f.repo, f.number, f.path", params)
+        fcols = [d[0] for d in cur.description]
+        files: dict[tuple[str, int], list[dict]] = {}
+        for r in cur.fetchall():
+            d = dict(zip(fcols, r))
+            files.setdefault((d["repo"], d["number"]), []).append(d)
+    return [_pr_from_row(prs[k], files.get(k, [])) for k in keys if k in prs]
+
+
+def decided_numbers(queue: Queue, repo: str, filter_version: str) -> set[int]:
+    if not queue.path.exists():
+        return set()
+    _, rows = queue.query("SELECT number FROM decisions WHERE repo = ? AND filter_version = ?",
+                          [repo, filter_version], wait=queue.busy_timeout)
+    return {r[0] for r in rows}
+
+
+def pending_rewrites(queue: Queue, rewriter: str, model: str | None, prompt_version: str,
+                     repos: list[str] | None = None, limit: int = 0) -> list[tuple[str, int]]:
+    """Kept PRs (by their latest decision) that have no task for this rewriter yet."""
+    if not queue.path.exists():
+        return []
+    sql = ("SELECT c.repo, c.number FROM candidates c WHERE c.kept AND NOT EXISTS ("
+           "SELECT 1 FROM tasks t WHERE t.repo = c.repo AND t.number = c.number "
+           "AND t.prompt_version = ? AND t.rewriter = ? AND coalesce(t.model, '') = ?)")
+    params: list = [prompt_version, rewriter, model or ""]
+    if repos:
+        sql += " AND c.repo IN (SELECT unnest(?::VARCHAR[]))"
+        params.append(repos)
+    sql += " ORDER BY c.merged_at DESC NULLS LAST, c.repo, c.number"
+    if limit:
+        sql += f" LIMIT {int(limit)}"
+    _, rows = queue.query(sql, params, wait=queue.busy_timeout)
+    return [(r[0], r[1]) for r in rows]
+
+
+def repo_licenses(queue: Queue) -> dict[str, str | None]:
+    if not queue.path.exists():
+        return {}
+    _, rows = queue.query("SELECT repo, license FROM repos", wait=queue.busy_timeout)
+    return dict(rows)
+
+
+def jsonl_to_parquet(src: Path, dest: Path, columns: dict[str, str],
+                     order_by: str = "task_id") -> None:
+    """Convert a JSON-lines file to Parquet with DuckDB, deterministically (one thread)."""
+    con = duckdb.connect(":memory:")
+    try:
+        con.execute("SET threads = 1")
+        d = str(dest).replace("'", "''")
+        reader = _reader(src, columns, tuple(columns))
+        con.execute(f"COPY (SELECT * FROM {reader} ORDER BY {order_by}) TO '{d}' "
+                    "(FORMAT parquet, COMPRESSION zstd)")
+    finally:
+        con.close()

@@ -1,0 +1,127 @@
+"""The offline rewriter: a deterministic Task from PR metadata alone, no model.
+
+It never reads patch text, so it cannot leak the solution; it is stored with
+rewriter='template' and no model, and flagged ``template``, so nobody mistakes it for LLM
+output. Files are grouped by folder into 2-6 subtasks; test files become acceptance criteria.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import OrderedDict
+from pathlib import PurePosixPath
+
+from ..filtering import Rules
+from ..models import Provenance, PullRequest, Subtask, Task, TaskSpec
+from .guards import scrub
+
+PROMPT_VERSION = "template_v1"
+_CLOSES = re.compile(r"(?i)\b(?:close[sd]?|fix(?:e[sd])?|resolve[sd]?)\s+#\d+\b[.,]?")
+_MD_NOISE = re.compile(r"(?m)^\s*(?:<!--.*?-->|- \[[ x]\].*)\s*$")
+
+
+def rewrite(pr: PullRequest, rules: Rules, license: str | None = None) -> Task:
+    classes = {f.path: rules.classify(f.path) for f in pr.files}
+    code = [f for f in pr.files if classes[f.path] == "code" and f.status != "deleted"]
+    tests = [f.path for f in pr.files if classes[f.path] == "tests" and f.status != "deleted"]
+    others = [f for f in pr.files if classes[f.path] not in ("code", "tests")]
+    groups = _group(code or others or list(pr.files))
+    title = _clean_title(pr.title)
+    background = _background(pr)
+    subtasks = [_subtask(name, paths, title, tests) for name, paths in groups]
+    if len(subtasks) < 2:
+        subtasks.append(Subtask(
+            title="Cover the change with tests",
+            goal=f"Show that the change works: {title}.",
+            constraints=["Tests run with the project's existing test runner",
+                         "Existing tests keep passing"],
+            deliverables=tests or ["New or updated tests next to the existing ones"],
+            acceptance_criteria=[f"`{t}` passes" for t in tests]
+            or ["A test fails before the change and passes after it"]))
+    changed = sum(f.additions + f.deletions for f in code) or pr.additions + pr.deletions
+    spec = TaskSpec(
+        title=title[:200],
+        category=_category(pr, classes),
+        background=background,
+        query=_query(pr, title, background),
+        subtasks=subtasks[:6],
+        modified_files=[f.path for f in pr.files if f.status != "deleted"][:50],
+        related_files=sorted({str(PurePosixPath(f.path).parent) for f in pr.files} - {"."})[:20],
+        difficulty="easy" if changed < 80 else "medium" if changed < 300 else "hard",
+        flags=["template"],
+        confidence=0.3,
+    )
+    prov = Provenance(repo=pr.repo, pr_number=pr.number, pr_url=pr.url, base_sha=pr.base_sha,
+                      merge_sha=pr.merge_sha, merged_at=pr.merged_at, license=license)
+    return Task(spec=spec, provenance=prov, rewriter="template", model=None,
+                prompt_version=PROMPT_VERSION)
+
+
+def _group(files) -> list[tuple[str, list[str]]]:
+    """Files grouped by folder (two levels deep), merged down to at most 6 groups."""
+    groups: "OrderedDict[str, list[str]]" = OrderedDict()
+    for f in sorted(files, key=lambda f: f.path):
+        parts = PurePosixPath(f.path).parts
+        key = "/".join(parts[:2]) if len(parts) > 2 else (parts[0] if len(parts) > 1 else ".")
+        groups.setdefault(key, []).append(f.path)
+    items = list(groups.items())
+    if len(items) == 1 and len(items[0][1]) > 1:  # one folder: one subtask per file, up to 6
+        name, paths = items[0]
+        items = [(p, [p]) for p in paths]
+    while len(items) > 6:  # merge the two smallest neighbouring groups
+        i = min(range(len(items) - 1), key=lambda j: len(items[j][1]) + len(items[j + 1][1]))
+        (a, pa), (b, pb) = items[i], items[i + 1]
+        items[i:i + 2] = [(f"{a}, {b}", pa + pb)]
+    return items
+
+
+def _subtask(name: str, paths: list[str], title: str, tests: list[str]) -> Subtask:
+    where = name if name != "." else "the project root"
+    return Subtask(
+        title=f"Change {where}",
+        goal=f"Make the part of '{title}' that lives in {where}.",
+        constraints=["Keep the existing public behaviour unless the request changes it",
+                     "Follow the code style of the surrounding files"],
+        deliverables=paths[:10],
+        acceptance_criteria=[f"`{t}` passes" for t in tests[:5]]
+        or ["The project's existing test suite passes"])
+
+
+def _clean_title(title: str) -> str:
+    t = re.sub(r"^\s*(?:\[[^\]]*\]\s*|\w+(?:\([^)]*\))?!?:\s*)", "", title or "").strip()
+    return (t[:1].upper() + t[1:]) if t else (title or "Untitled change")
+
+
+def _background(pr: PullRequest) -> str:
+    body = _MD_NOISE.sub("", pr.body or "")
+    body = _CLOSES.sub("", body).strip()
+    parts = [scrub(body)] if body else []
+    for issue in pr.linked_issues:
+        parts.append(f"Related issue: {scrub(issue.title)}\n{scrub(issue.body).strip()}".strip())
+    return "\n\n".join(parts) or "No description was given with the change."
+
+
+def _query(pr: PullRequest, title: str, background: str) -> str:
+    first = background.split("\n\n", 1)[0].strip()
+    repo = pr.repo.split("/", 1)[-1]
+    return (f"In the {repo} codebase: {title}.\n\n{first}\n\n"
+            "Work through the subtasks in order and keep the existing tests passing.")
+
+
+def _category(pr: PullRequest, classes: dict[str, str]) -> str:
+    text = f"{pr.title} {' '.join(pr.labels)}".lower()
+    paths = [p for p, c in classes.items() if c == "code"]
+    if re.search(r"\b(fix|bug|crash|regression|error|broken)\b", text):
+        return "debugging"
+    if any(c in ("ci", "build") for c in classes.values()) and not paths:
+        return "build-deploy"
+    exts = {PurePosixPath(p).suffix for p in paths}
+    if exts & {".tsx", ".jsx", ".vue", ".svelte", ".css", ".scss", ".html"}:
+        return "frontend"
+    if re.search(r"\b(ui|widget|button|dialog|render)\b", text):
+        return "ui"
+    if re.search(r"\b(parse|parser|csv|json|etl|dataframe|data)\b", text):
+        return "data-processing"
+    if re.search(r"\b(algorithm|sort|graph|tree|cache|hash)\b", text):
+        return "algorithm"
+    return "backend"

@@ -1,0 +1,179 @@
+-- synth queue schema, version 1: the contract curators write SQL against.
+-- Column names are public API: change them only with a migration and a README note.
+
+CREATE TABLE IF NOT EXISTS repos (
+    repo            VARCHAR PRIMARY KEY,      -- owner/name
+    owner           VARCHAR NOT NULL,
+    name            VARCHAR NOT NULL,
+    stars           INTEGER,
+    language        VARCHAR,
+    license         VARCHAR,                  -- SPDX id when known
+    default_branch  VARCHAR,
+    archived        BOOLEAN DEFAULT false,
+    fork            BOOLEAN DEFAULT false,
+    source          VARCHAR NOT NULL,         -- git | github | demo
+    first_seen_at   TIMESTAMP NOT NULL,
+    updated_at      TIMESTAMP NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS pull_requests (
+    repo            VARCHAR NOT NULL,
+    number          INTEGER NOT NULL,
+    title           VARCHAR NOT NULL,
+    body            VARCHAR NOT NULL,
+    author          VARCHAR,
+    author_is_bot   BOOLEAN DEFAULT false,
+    merged_at       TIMESTAMP,
+    base_sha        VARCHAR,
+    merge_sha       VARCHAR,
+    head_sha        VARCHAR,
+    url             VARCHAR,
+    labels          VARCHAR[],
+    linked_issues   JSON,                     -- [{"number", "title", "body"}]
+    additions       INTEGER,
+    deletions       INTEGER,
+    changed_files   INTEGER,
+    source          VARCHAR NOT NULL,
+    first_seen_at   TIMESTAMP NOT NULL,
+    updated_at      TIMESTAMP NOT NULL,
+    PRIMARY KEY (repo, number)
+);
+
+CREATE TABLE IF NOT EXISTS pr_files (
+    repo            VARCHAR NOT NULL,
+    number          INTEGER NOT NULL,
+    path            VARCHAR NOT NULL,
+    old_path        VARCHAR,
+    status          VARCHAR NOT NULL,         -- added | modified | deleted | renamed | copied | type_changed
+    additions       INTEGER NOT NULL,
+    deletions       INTEGER NOT NULL,
+    is_binary       BOOLEAN DEFAULT false,
+    patch           VARCHAR,                  -- NULL: binary, not fetched, or too large to keep
+    patch_bytes     BIGINT DEFAULT 0,         -- size of the whole patch at the source
+    patch_truncated BOOLEAN DEFAULT false,
+    undecodable     BOOLEAN DEFAULT false,    -- patch was not UTF-8
+    PRIMARY KEY (repo, number, path)
+);
+
+-- One row per (PR, filter version): re-running the same rules is idempotent, a rule change
+-- (a new version) adds a row and candidates shows the latest.
+CREATE TABLE IF NOT EXISTS decisions (
+    repo            VARCHAR NOT NULL,
+    number          INTEGER NOT NULL,
+    filter_version  VARCHAR NOT NULL,
+    kept            BOOLEAN NOT NULL,
+    reasons         VARCHAR[] NOT NULL,
+    metrics         JSON,
+    decided_at      TIMESTAMP NOT NULL,
+    run_id          VARCHAR,
+    PRIMARY KEY (repo, number, filter_version)
+);
+
+CREATE TABLE IF NOT EXISTS tasks (
+    task_id         VARCHAR PRIMARY KEY,      -- hash of (repo, number, prompt_version, rewriter, model)
+    repo            VARCHAR NOT NULL,
+    number          INTEGER NOT NULL,
+    title           VARCHAR NOT NULL,
+    category        VARCHAR NOT NULL,
+    background      VARCHAR NOT NULL,
+    query           VARCHAR NOT NULL,
+    subtasks        JSON NOT NULL,            -- [{"title","goal","constraints","deliverables","acceptance_criteria"}]
+    modified_files  VARCHAR[],
+    related_files   VARCHAR[],
+    difficulty      VARCHAR NOT NULL,
+    flags           VARCHAR[],
+    confidence      DOUBLE,
+    rewriter        VARCHAR NOT NULL,         -- template | llm
+    model           VARCHAR,                  -- NULL for the template rewriter
+    prompt_version  VARCHAR NOT NULL,
+    status          VARCHAR NOT NULL DEFAULT 'pending',  -- pending | approved | rejected | needs_edit | skipped
+    judge_score     DOUBLE,
+    judge           JSON,
+    prompt_tokens   INTEGER DEFAULT 0,
+    completion_tokens INTEGER DEFAULT 0,
+    cost_usd        DOUBLE DEFAULT 0,
+    revision        INTEGER NOT NULL DEFAULT 0,
+    created_at      TIMESTAMP NOT NULL,
+    updated_at      TIMESTAMP NOT NULL,
+    run_id          VARCHAR
+);
+
+-- Append-only audit log of every review action.
+CREATE SEQUENCE IF NOT EXISTS review_event_ids START 1;
+CREATE TABLE IF NOT EXISTS review_events (
+    event_id        BIGINT PRIMARY KEY DEFAULT nextval('review_event_ids'),
+    task_id         VARCHAR NOT NULL,
+    reviewer        VARCHAR NOT NULL,
+    action          VARCHAR NOT NULL,         -- approve | reject | needs-edit | skip | edit
+    note            VARCHAR,
+    status_before   VARCHAR,
+    status_after    VARCHAR,
+    acted_at        TIMESTAMP NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS runs (
+    run_id          VARCHAR PRIMARY KEY,
+    started_at      TIMESTAMP NOT NULL,
+    ended_at        TIMESTAMP,
+    status          VARCHAR NOT NULL,         -- running | ok | partial | failed | interrupted
+    source          VARCHAR,
+    config_hash     VARCHAR,
+    pid             INTEGER,
+    counts          JSON,                     -- slash-keyed counters, e.g. {"filter/dropped/docs_only": 3}
+    errors          JSON                      -- [{"stage","reason","message","repo","number"}]
+);
+
+-- Skips and failures, per PR or repository; a later run retries what is marked transient
+-- or what a stage can redo (e.g. a rewrite that failed).
+CREATE TABLE IF NOT EXISTS failures (
+    stage           VARCHAR NOT NULL,         -- source | filter | rewrite | queue
+    repo            VARCHAR NOT NULL DEFAULT '',
+    number          INTEGER NOT NULL DEFAULT 0,
+    reason          VARCHAR NOT NULL,
+    message         VARCHAR NOT NULL,
+    detail          VARCHAR,
+    transient       BOOLEAN DEFAULT false,
+    attempts        INTEGER NOT NULL DEFAULT 1,
+    first_at        TIMESTAMP NOT NULL,
+    last_at         TIMESTAMP NOT NULL,
+    run_id          VARCHAR,
+    resolved        BOOLEAN NOT NULL DEFAULT false,
+    PRIMARY KEY (stage, repo, number)
+);
+
+-- Incremental crawl state per repository and source.
+CREATE TABLE IF NOT EXISTS cursors (
+    repo            VARCHAR NOT NULL,
+    source          VARCHAR NOT NULL,
+    watermark       VARCHAR,                  -- e.g. newest updatedAt fully processed
+    cursor          VARCHAR,                  -- e.g. GraphQL endCursor of an unfinished pass
+    state           JSON,
+    updated_at      TIMESTAMP NOT NULL,
+    PRIMARY KEY (repo, source)
+);
+
+CREATE OR REPLACE VIEW candidates AS
+SELECT p.repo, p.number, p.title, p.author, p.author_is_bot, p.merged_at, p.url,
+       p.additions, p.deletions, p.changed_files, p.labels,
+       d.kept, d.reasons, d.filter_version, d.metrics, d.decided_at
+FROM pull_requests p
+LEFT JOIN (
+    SELECT * FROM decisions
+    QUALIFY row_number() OVER (PARTITION BY repo, number ORDER BY decided_at DESC, filter_version) = 1
+) d USING (repo, number);
+
+CREATE OR REPLACE VIEW review_queue AS
+SELECT t.task_id, t.repo, t.number, p.url, t.title, t.category, t.difficulty,
+       t.judge_score, t.confidence, t.rewriter, t.model, t.prompt_version, t.flags,
+       t.status, t.created_at
+FROM tasks t
+JOIN pull_requests p USING (repo, number)
+WHERE t.status = 'pending'
+ORDER BY t.judge_score DESC NULLS LAST, t.confidence DESC NULLS LAST, t.created_at, t.task_id;
+
+CREATE OR REPLACE VIEW approved_tasks AS
+SELECT t.*, p.url AS pr_url, p.base_sha, p.merge_sha, p.merged_at, r.license
+FROM tasks t
+JOIN pull_requests p USING (repo, number)
+LEFT JOIN repos r USING (repo)
+WHERE t.status = 'approved';

@@ -1,0 +1,356 @@
+"""Local git source: the merged PRs in a clone's default-branch history.
+
+A PR shows in history as either
+- a merge commit "Merge pull request #N from owner/branch" (its change is the diff against the
+  first parent, its title the first line of the message body), or
+- a squash commit whose subject ends in "(#N)".
+
+History is read through two streaming git processes, whatever its length: one cheap pass
+lists the first-parent commits and picks out the PRs; a second streams the patches of only
+the PRs wanted (``git log --no-walk --stdin -p``), parsed as they arrive.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import git  # GitPython
+
+from ..errors import EmptyHistory, NotAGitRepository, SourceError
+from ..models import FileChange, PullRequest, Repo
+
+MERGE_RE = re.compile(r"^Merge pull request #(\d+) from (\S+)")
+SQUASH_RE = re.compile(r"\(#(\d+)\)\s*$")
+REMOTE_RE = re.compile(r"(?:github\.com|[\w.-]+)[:/]+([\w.-]+)/([\w.-]+?)(?:\.git)?/?$")
+
+MAX_PATCH_KEEP = 1 << 20  # keep at most 1 MiB of patch text per file; count the rest
+_SEP = "\x1e"  # record separator between commits in the listing pass
+_COMMIT = b"\x00\x00synth-commit\x00"
+
+
+@dataclass(frozen=True, slots=True)
+class PRCommit:
+    """A commit on the default branch that carries a PR."""
+
+    sha: str
+    parents: tuple[str, ...]
+    number: int
+    title: str
+    body: str
+    author: str
+    merged_at: datetime
+    style: str  # merge | squash
+
+
+class GitSource:
+    """Reads PRs from a local clone (bare or not)."""
+
+    def __init__(self, path: str | Path, repo_name: str | None = None, ref: str = "HEAD"):
+        self.path = Path(path)
+        if not self.path.exists():
+            raise SourceError(f"no such path: {self.path}")
+        try:
+            self._repo = git.Repo(self.path)
+        except (git.InvalidGitRepositoryError, git.NoSuchPathError):
+            raise NotAGitRepository(f"{self.path} is not a git repository") from None
+        self.git_dir = Path(self._repo.git_dir)
+        self.ref = ref
+        self.repo_name = repo_name or self._name_from_remote()
+        if not self.repo_name or "/" not in self.repo_name:
+            raise SourceError(
+                f"cannot tell the repository's name for {self.path}: it has no GitHub origin "
+                "remote; pass --repo owner/name")
+        try:
+            self.head = self._repo.commit(ref).hexsha
+        except (ValueError, git.BadName, git.GitCommandError):
+            raise EmptyHistory(f"{self.path} has no commits on {ref}") from None
+
+    @property
+    def repo(self) -> Repo:
+        branch = None
+        try:
+            branch = self._repo.head.reference.name
+        except (TypeError, ValueError):
+            pass
+        return Repo.parse(self.repo_name, default_branch=branch, source="git")
+
+    def _name_from_remote(self) -> str | None:
+        try:
+            url = self._repo.remotes.origin.url
+        except (AttributeError, IndexError, ValueError):
+            return None
+        m = REMOTE_RE.search(url.strip())
+        return f"{m.group(1)}/{m.group(2)}" if m else None
+
+    # -- pass 1: which commits are PRs
+
+    def list_pr_commits(self) -> list[PRCommit]:
+        """Every PR on the first-parent history, newest first; one git process."""
+        fmt = _SEP + "%H%x00%P%x00%an%x00%cI%x00%s%x00%b"
+        out = self._git("log", "--first-parent", f"--format={fmt}", self.ref)
+        commits: list[PRCommit] = []
+        seen: set[int] = set()
+        for record in out.split(_SEP)[1:]:
+            sha, parents, author, date, subject, body = record.split("\x00", 5)
+            pr = _pr_commit(sha, parents.split(), author, date, subject, body.strip())
+            if pr and pr.number not in seen:  # a reverted-and-relanded PR: keep the newest
+                seen.add(pr.number)
+                commits.append(pr)
+        self._fix_merge_authors(commits)
+        return commits
+
+    def _fix_merge_authors(self, commits: list[PRCommit]) -> None:
+        """A merge commit's author is whoever pressed the button; the PR's author is the
+        author of its head (second parent). One git process for all of them."""
+        heads = [c.parents[1] for c in commits if c.style == "merge" and len(c.parents) > 1]
+        if not heads:
+            return
+        out = self._git("log", "--no-walk", "--stdin", "--format=%H%x00%an",
+                        input="\n".join(heads) + "\n")
+        authors = dict(line.split("\x00", 1) for line in out.splitlines() if "\x00" in line)
+        for i, c in enumerate(commits):
+            if c.style == "merge" and len(c.parents) > 1 and c.parents[1] in authors:
+                commits[i] = PRCommit(c.sha, c.parents, c.number, c.title, c.body,
+                                      authors[c.parents[1]], c.merged_at, c.style)
+
+    # -- pass 2: patches of the wanted PRs, streamed
+
+    def pull_requests(self, commits: Iterable[PRCommit]) -> Iterator[PullRequest]:
+        """Full PRs (files, stats, patches) for the given commits, in the order given."""
+        commits = list(commits)
+        if not commits:
+            return
+        by_sha = {c.sha: c for c in commits}
+        files_by_sha: dict[str, tuple[FileChange, ...]] = {}
+        proc = subprocess.Popen(
+            ["git", "--git-dir", str(self.git_dir), "-c", "core.quotePath=false",
+             "log", "--no-walk=unsorted", "--stdin", "--diff-merges=first-parent", "-M",
+             "-p", "--no-color", "--no-ext-diff", "--format=%x00%x00synth-commit%x00%H"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        assert proc.stdin and proc.stdout
+        proc.stdin.write(("\n".join(by_sha) + "\n").encode())
+        proc.stdin.close()
+        try:
+            order = iter(commits)
+            pending = next(order)
+            for sha, files in parse_log_patches(proc.stdout):
+                files_by_sha[sha] = files
+                while pending is not None and pending.sha in files_by_sha:
+                    yield self._to_pr(pending, files_by_sha.pop(pending.sha))
+                    pending = next(order, None)
+            while pending is not None:  # a commit git printed no diff for (empty change)
+                yield self._to_pr(pending, files_by_sha.pop(pending.sha, ()))
+                pending = next(order, None)
+        finally:
+            proc.stdout.close()
+            err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+            code = proc.wait()
+            if code not in (0, None) and code > 0 and err:
+                raise SourceError(f"git log failed in {self.path}: {err.strip()[:500]}")
+
+    def _to_pr(self, c: PRCommit, files: tuple[FileChange, ...]) -> PullRequest:
+        return PullRequest(
+            repo=self.repo_name, number=c.number, title=c.title, body=c.body, author=c.author,
+            merged_at=c.merged_at, base_sha=c.parents[0] if c.parents else "",
+            merge_sha=c.sha, head_sha=c.parents[1] if c.style == "merge" and len(c.parents) > 1 else None,
+            url=f"https://github.com/{self.repo_name}/pull/{c.number}", files=files,
+            author_is_bot=_looks_like_bot(c.author), source="git")
+
+    def _git(self, *args: str, input: str | None = None) -> str:
+        proc = subprocess.run(
+            ["git", "--git-dir", str(self.git_dir), "-c", "core.quotePath=false", *args],
+            input=input.encode() if input is not None else None,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        if proc.returncode != 0:
+            err = proc.stderr.decode(errors="replace").strip()
+            if "does not have any commits" in err or "unknown revision" in err:
+                raise EmptyHistory(f"{self.path} has no commits on {self.ref}")
+            raise SourceError(f"git {args[0]} failed in {self.path}: {err[:500]}")
+        return proc.stdout.decode("utf-8", errors="replace")
+
+
+def _pr_commit(sha: str, parents: list[str], author: str, date: str, subject: str,
+               body: str) -> PRCommit | None:
+    merged_at = datetime.fromisoformat(date)
+    m = MERGE_RE.match(subject)
+    if m and len(parents) > 1:
+        title, _, rest = body.partition("\n")
+        return PRCommit(sha, tuple(parents), int(m.group(1)), title.strip() or subject,
+                        rest.strip(), author, merged_at, "merge")
+    m = SQUASH_RE.search(subject)
+    if m:
+        title = SQUASH_RE.sub("", subject).strip()
+        return PRCommit(sha, tuple(parents), int(m.group(1)), title, body, author, merged_at,
+                        "squash")
+    return None
+
+
+_BOT_RE = re.compile(r"(\[bot\]$|^dependabot|^renovate|^pre-commit-ci|^github-actions)", re.I)
+
+
+def _looks_like_bot(author: str) -> bool:
+    return bool(_BOT_RE.search(author or ""))
+
+
+# ---------------------------------------------------------------- patch stream parsing
+
+class _FileAcc:
+    __slots__ = ("path", "old_path", "status", "adds", "dels", "chunks", "size", "binary",
+                 "in_hunks", "truncated")
+
+    def __init__(self, a_path: str, b_path: str):
+        self.path = b_path
+        self.old_path = a_path
+        self.status = "modified"
+        self.adds = 0
+        self.dels = 0
+        self.chunks: list[bytes] = []
+        self.size = 0
+        self.binary = False
+        self.in_hunks = False
+        self.truncated = False
+
+    def finish(self) -> FileChange:
+        patch = None
+        undecodable = False
+        if not self.binary and self.chunks:
+            raw = b"".join(self.chunks)
+            try:
+                patch = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                patch = raw.decode("utf-8", errors="replace")
+                undecodable = True
+        return FileChange(
+            path=self.path, status=self.status, additions=self.adds, deletions=self.dels,
+            patch=patch, binary=self.binary,
+            old_path=self.old_path if self.status in ("renamed", "copied") else None,
+            patch_bytes=self.size, patch_truncated=self.truncated, undecodable=undecodable)
+
+
+def parse_log_patches(stream) -> Iterator[tuple[str, tuple[FileChange, ...]]]:
+    """Parse ``git log -p --format=%x00%x00synth-commit%x00%H`` output, commit by commit.
+
+    Works on bytes: a non-UTF-8 patch is decoded with replacement and flagged, never fatal.
+    Per file it keeps at most MAX_PATCH_KEEP bytes of patch text, and counts all of it.
+    """
+    sha: str | None = None
+    files: list[FileChange] = []
+    cur: _FileAcc | None = None
+    for line in stream:
+        c = line[:1]
+        if cur is not None and cur.in_hunks:
+            if c == b"+":
+                cur.adds += 1
+            elif c == b"-":
+                cur.dels += 1
+            elif c == b" " or c == b"\\" or c == b"@":
+                pass
+            else:
+                cur.in_hunks = False
+            if cur.in_hunks:
+                cur.size += len(line)
+                if cur.size <= MAX_PATCH_KEEP:
+                    cur.chunks.append(line)
+                else:
+                    cur.truncated = True
+                continue
+        if c == b"d" and line.startswith(b"diff --git "):
+            if cur is not None:
+                files.append(cur.finish())
+            cur = _FileAcc(*_diff_paths(line))
+        elif c == b"\x00" and line.startswith(_COMMIT):
+            if cur is not None:
+                files.append(cur.finish())
+                cur = None
+            if sha is not None:
+                yield sha, tuple(files)
+            sha = line[len(_COMMIT):].strip().decode()
+            files = []
+        elif cur is not None:
+            _header_line(cur, line)
+    if cur is not None:
+        files.append(cur.finish())
+    if sha is not None:
+        yield sha, tuple(files)
+
+
+def _header_line(cur: _FileAcc, line: bytes) -> None:
+    if line.startswith(b"@@"):
+        cur.in_hunks = True
+        cur.size += len(line)
+        cur.chunks.append(line)
+    elif line.startswith(b"new file mode"):
+        cur.status = "added"
+    elif line.startswith(b"deleted file mode"):
+        cur.status = "deleted"
+    elif line.startswith(b"rename from "):
+        cur.status = "renamed"
+        cur.old_path = _unquote(line[12:].rstrip(b"\n"))
+    elif line.startswith(b"rename to "):
+        cur.path = _unquote(line[10:].rstrip(b"\n"))
+    elif line.startswith(b"copy from "):
+        cur.status = "copied"
+        cur.old_path = _unquote(line[10:].rstrip(b"\n"))
+    elif line.startswith(b"copy to "):
+        cur.path = _unquote(line[8:].rstrip(b"\n"))
+    elif line.startswith(b"+++ ") and not line.startswith(b"+++ /dev/null"):
+        cur.path = _unquote(line[4:].rstrip(b"\n"), strip_prefix=True)
+    elif line.startswith(b"--- ") and not line.startswith(b"--- /dev/null"):
+        cur.old_path = _unquote(line[4:].rstrip(b"\n"), strip_prefix=True)
+    elif line.startswith(b"Binary files ") or line.startswith(b"GIT binary patch"):
+        cur.binary = True
+
+
+def _diff_paths(line: bytes) -> tuple[str, str]:
+    """Paths from a ``diff --git a/X b/Y`` line; exact when X == Y (the usual case)."""
+    rest = line[11:].rstrip(b"\n")
+    if rest.startswith(b'"'):
+        parts = _split_quoted(rest)
+        if len(parts) == 2:
+            return _unquote(parts[0], True), _unquote(parts[1], True)
+    half = (len(rest) - 1) // 2
+    a, b = rest[:half], rest[half + 1:]
+    if a[2:] == b[2:]:
+        p = _unquote(b, True)
+        return p, p
+    a_part, _, b_part = rest.partition(b" b/")
+    return _unquote(a_part, True), _unquote(b"b/" + b_part, True)
+
+
+def _split_quoted(rest: bytes) -> list[bytes]:
+    parts, buf, quoted, esc = [], bytearray(), False, False
+    for ch in rest:
+        b = bytes([ch])
+        if quoted:
+            buf += b
+            if esc:
+                esc = False
+            elif b == b"\\":
+                esc = True
+            elif b == b'"':
+                quoted = False
+        elif b == b'"':
+            quoted = True
+            buf += b
+        elif b == b" ":
+            parts.append(bytes(buf))
+            buf = bytearray()
+        else:
+            buf += b
+    parts.append(bytes(buf))
+    return [p for p in parts if p]
+
+
+def _unquote(raw: bytes, strip_prefix: bool = False) -> str:
+    raw = raw.split(b"\t", 1)[0] if b"\t" in raw and not raw.startswith(b'"') else raw
+    if raw.startswith(b'"') and raw.endswith(b'"'):
+        raw = raw[1:-1].decode("unicode_escape").encode("latin-1")
+    text = raw.decode("utf-8", errors="replace")
+    if strip_prefix and (text.startswith("a/") or text.startswith("b/")):
+        text = text[2:]
+    return text
