@@ -19,7 +19,7 @@ import base64
 import hashlib
 import random
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
@@ -231,125 +231,164 @@ _PROFILES: dict[str, _LangProfile] = {
          ("anyhow", "1.0.79", "1.0.82"), ("thiserror", "1.0.56", "1.0.59")),
     ),
 }
-_EXT_LANG = {"py": "Python", "ts": "TypeScript", "js": "TypeScript", "go": "Go", "rs": "Rust"}
 
 
-def _ident(rng: random.Random) -> str:
-    return f"{rng.choice(_VERBS)}_{rng.choice(_NOUNS)}"
+_TEMPLATES: dict[str, tuple[str, ...]] = {
+    "Python": (
+        "def {fn}({noun}: dict, *, strict: bool = False) -> {Other}:",
+        '    """{Doc} from the given {noun}."""',
+        "    {noun} = {fn}({other}, timeout=self.timeout)",
+        "    if {noun} is None:",
+        '        raise ValueError("{noun} must not be empty")',
+        "    return {other}",
+        "from .{mod} import {Other}",
+        '    logger.debug("{fn}: %s", {noun})',
+        "    for {noun} in self._{other}s:",
+        "        results.append({noun})",
+        "    {noun}_count: int = 0",
+        "# {sentence}",
+        "",
+    ),
+    "TypeScript": (
+        "export function {cfn}({noun}: {Other}): {Noun} | undefined {{",
+        "  const {noun} = await {cfn}({other}, options);",
+        "  if (!{noun}) {{",
+        "    throw new Error(`{noun} is required`);",
+        "  return {other};",
+        "  }}",
+        "}}",
+        "import {{ {Other} }} from './{mod}';",
+        "  {noun}: {Other};",
+        "// {sentence}",
+        "",
+    ),
+    "Go": (
+        "func {Cfn}(ctx context.Context, {noun} *{Other}) error {{",
+        "\t{noun}, err := {cfn}(ctx, {other})",
+        "\tif err != nil {{",
+        '\t\treturn fmt.Errorf("{fn}: %w", err)',
+        "\t}}",
+        "\treturn {noun}.Close()",
+        "}}",
+        "// {sentence}",
+        "",
+    ),
+    "Rust": (
+        "pub fn {fn}({noun}: &{Other}) -> Result<{Noun}> {{",
+        "    let {noun} = {fn}(&{other})?;",
+        "    if {noun}.is_empty() {{",
+        '        return Err(anyhow!("{noun} is empty"));',
+        "    }}",
+        "    Ok({other})",
+        "}}",
+        "/// {sentence}",
+        "",
+    ),
+    "md": (
+        "{sentence}",
+        "- `{fn}` now accepts a `{noun}` argument.",
+        "## {Noun} {other}",
+        "",
+        "See [{noun}](docs/{noun}.md) for details.",
+    ),
+    "yml": (
+        "      - uses: actions/checkout@v4",
+        "      - name: {Doc}",
+        "        run: make {noun}",
+        "    runs-on: ubuntu-latest",
+        "        python-version: ['3.10', '3.11', '3.12']",
+        "      - uses: actions/cache@v4",
+        "          key: ${{{{ runner.os }}}}-{noun}-${{{{ hashFiles('**/*.lock') }}}}",
+    ),
+    "tomllock": (
+        "[[package]]",
+        'name = "{noun}-{other}"',
+        'version = "{ver}"',
+        'checksum = "{digest}"',
+        'files = [{{file = "{noun}_{other}-{ver}.tar.gz", hash = "sha256:{digest}"}}]',
+        "",
+    ),
+    "npmlock": (
+        '    "node_modules/{noun}-{other}": {{',
+        '      "version": "{ver}",',
+        '      "resolved": "https://registry.npmjs.org/{noun}-{other}/-/{noun}-{other}-{ver}.tgz",',
+        '      "integrity": "sha512-{digest}",',
+        "    }},",
+    ),
+    "gosum": (
+        "github.com/{noun}/{other} v{ver} h1:{digest}=",
+        "github.com/{noun}/{other} v{ver}/go.mod h1:{digest}=",
+    ),
+    "toml": (
+        '{noun} = "^{ver}"',
+        "[tool.{noun}]",
+        "{other}_{noun} = true",
+    ),
+    "json": (
+        '    "{noun}": "^{ver}",',
+        '    "{other}": "{noun} --watch",',
+    ),
+    "": ("{noun} {other} {ver}",),
+}
+_EXT_TEMPLATES = {
+    "py": "Python", "ts": "TypeScript", "js": "TypeScript", "go": "Go", "rs": "Rust",
+    "md": "md", "rst": "md", "txt": "md", "yml": "yml", "yaml": "yml", "toml": "toml",
+    "json": "json", "cfg": "toml", "ini": "toml", "sum": "gosum",
+}
 
 
-def _camel(name: str) -> str:
-    head, *rest = name.split("_")
-    return head + "".join(p.title() for p in rest)
+class _Vals(dict):
+    """Template values drawn from the RNG only when a template asks for them."""
+
+    def __init__(self, rng: random.Random) -> None:
+        super().__init__()
+        self.rng = rng
+
+    def __missing__(self, key: str) -> str:
+        rnd = self.rng.random
+        if key in ("noun", "other"):
+            value = _pick(rnd, _NOUNS)
+        elif key in ("Noun", "Other"):
+            value = self[key.lower()].title()
+        elif key == "fn":
+            value = f"{_pick(rnd, _VERBS)}_{self['noun']}"
+        elif key in ("cfn", "Cfn"):
+            verb, noun = self["fn"].split("_", 1)
+            value = (verb.title() if key == "Cfn" else verb) + noun.title()
+        elif key == "Doc":
+            value = self["fn"].replace("_", " ").capitalize()
+        elif key == "mod":
+            value = _pick(rnd, _MODULES)
+        elif key == "sentence":
+            value = _pick(rnd, _SENTENCES)
+        elif key == "ver":
+            value = f"{int(rnd() * 10)}.{int(rnd() * 31)}.{int(rnd() * 21)}"
+        elif key == "digest":
+            value = base64.b64encode(self.rng.randbytes(24)).decode()
+        else:
+            raise KeyError(key)
+        self[key] = value
+        return value
 
 
-def _code_line(rng: random.Random, ext: str) -> str:
-    """One plausible source line for a file with extension ``ext``."""
-    noun, other = rng.choice(_NOUNS), rng.choice(_NOUNS)
-    fn = _ident(rng)
-    lang = _EXT_LANG.get(ext)
-    if lang == "Python":
-        return rng.choice([
-            f"def {fn}({noun}: dict, *, strict: bool = False) -> {other.title()}:",
-            f'    """{fn.replace("_", " ").capitalize()} from the given {noun}."""',
-            f"    {noun} = {fn}({other}, timeout=self.timeout)",
-            f"    if {noun} is None:",
-            f'        raise ValueError("{noun} must not be empty")',
-            f"    return {other}",
-            f"from .{rng.choice(_MODULES)} import {other.title()}",
-            f'    logger.debug("{fn}: %s", {noun})',
-            f"    for {noun} in self._{other}s:",
-            f"        results.append({noun})",
-            f"    {noun}_count: int = 0",
-            f"# {rng.choice(_SENTENCES)}",
-            "",
-        ])
-    if lang == "TypeScript":
-        cfn = _camel(fn)
-        return rng.choice([
-            f"export function {cfn}({noun}: {other.title()}): {noun.title()} | undefined {{",
-            f"  const {noun} = await {cfn}({other}, options);",
-            f"  if (!{noun}) {{",
-            f"    throw new Error(`{noun} is required`);",
-            f"  return {other};",
-            "  }",
-            "}",
-            f"import {{ {other.title()} }} from './{rng.choice(_MODULES)}';",
-            f"  {noun}: {other.title()};",
-            f"// {rng.choice(_SENTENCES)}",
-            "",
-        ])
-    if lang == "Go":
-        cfn = _camel(fn)
-        return rng.choice([
-            f"func {cfn[0].upper() + cfn[1:]}(ctx context.Context, {noun} *{other.title()}) error {{",
-            f"\t{noun}, err := {cfn}(ctx, {other})",
-            "\tif err != nil {",
-            f'\t\treturn fmt.Errorf("{fn}: %w", err)',
-            "\t}",
-            f"\treturn {noun}.Close()",
-            "}",
-            f"// {rng.choice(_SENTENCES)}",
-            "",
-        ])
-    if lang == "Rust":
-        return rng.choice([
-            f"pub fn {fn}({noun}: &{other.title()}) -> Result<{noun.title()}> {{",
-            f"    let {noun} = {fn}(&{other})?;",
-            f"    if {noun}.is_empty() {{",
-            f'        return Err(anyhow!("{noun} is empty"));',
-            "    }",
-            f"    Ok({other})",
-            "}",
-            f"/// {rng.choice(_SENTENCES)}",
-            "",
-        ])
-    if ext in ("md", "rst", "txt"):
-        return rng.choice([
-            rng.choice(_SENTENCES),
-            f"- `{fn}` now accepts a `{noun}` argument.",
-            f"## {noun.title()} {other}",
-            "",
-            f"See [{noun}](docs/{noun}.md) for details.",
-        ])
-    if ext in ("yml", "yaml"):
-        return rng.choice([
-            "      - uses: actions/checkout@v4",
-            f"      - name: {fn.replace('_', ' ').capitalize()}",
-            f"        run: make {noun}",
-            "    runs-on: ubuntu-latest",
-            "        python-version: ['3.10', '3.11', '3.12']",
-            "      - uses: actions/cache@v4",
-            f"          key: ${{{{ runner.os }}}}-{noun}-${{{{ hashFiles('**/*.lock') }}}}",
-        ])
-    if ext in ("lock", "sum"):
-        dep = f"{noun}-{other}"
-        ver = f"{rng.randint(0, 9)}.{rng.randint(0, 30)}.{rng.randint(0, 20)}"
-        digest = base64.b64encode(rng.randbytes(32)).decode()
-        return rng.choice([
-            f'name = "{dep}"',
-            f'version = "{ver}"',
-            f'checksum = "{digest[:40]}"',
-            f"{dep} v{ver} h1:{digest}",
-            f'    "node_modules/{dep}": {{',
-            f'      "resolved": "https://registry.npmjs.org/{dep}/-/{dep}-{ver}.tgz",',
-            f'      "integrity": "sha512-{digest}",',
-        ])
-    if ext in ("toml", "json", "cfg", "ini"):
-        return rng.choice([
-            f'{noun} = "^{rng.randint(0, 9)}.{rng.randint(0, 30)}"',
-            f'    "{noun}": "^{rng.randint(0, 9)}.{rng.randint(0, 30)}.0",',
-            f'[tool.{noun}]',
-            f'{other}_{noun} = true',
-        ])
-    return f"{noun} {other} {rng.randint(0, 999)}"
+def _pick(rnd: Callable[[], float], seq: Sequence[str]) -> str:
+    """``random.choice`` without the overhead (patch text is generated by the ten thousand)."""
+    return seq[int(rnd() * len(seq))]
 
 
-def _ext(path: str) -> str:
+def _code_line(rng: random.Random, kind: str) -> str:
+    """One plausible line for a file of template ``kind`` (see :func:`_line_kind`)."""
+    return _pick(rng.random, _TEMPLATES[kind]).format_map(_Vals(rng))
+
+
+def _line_kind(path: str) -> str:
     name = path.rsplit("/", 1)[-1]
-    if name in ("package-lock.json", "yarn.lock", "poetry.lock", "Cargo.lock", "uv.lock"):
-        return "lock"
-    return name.rsplit(".", 1)[-1].lower() if "." in name else ""
+    if name in ("poetry.lock", "Cargo.lock", "uv.lock"):
+        return "tomllock"
+    if name in ("package-lock.json", "yarn.lock"):
+        return "npmlock"
+    ext = name.rsplit(".", 1)[-1].lower() if "." in name else ""
+    return _EXT_TEMPLATES.get(ext, "")
 
 
 def synth_patch(
@@ -367,7 +406,7 @@ def synth_patch(
     if additions == 0 and deletions == 0:
         return None
     rng = rng or random.Random(f"patch:{path}:{additions}:{deletions}:{change_type}")
-    ext = _ext(path)
+    ext = _line_kind(path)
     if change_type == "ADDED":
         return make_hunk(1, [], [], [_code_line(rng, ext) for _ in range(additions)])
     if change_type == "DELETED":
@@ -385,7 +424,7 @@ def synth_patch(
         after = [_code_line(rng, ext) for _ in range(3)]
         start = old_line - len(before)
         section = ""
-        if ext in _EXT_LANG and rng.random() < 0.6:
+        if ext in _PROFILES and start > 1 and rng.random() < 0.6:
             section = _code_line(rng, ext).strip()
         hunks.append(make_hunk(
             start, before,

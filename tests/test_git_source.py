@@ -1,0 +1,106 @@
+"""The local git source on histories built here: merge and squash styles, stats, oddities."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+from synth.errors import EmptyHistory, NotAGitRepository, SourceError
+from synth.sources.git import GitSource, parse_log_patches
+from synth.sources.history import build_repository
+
+
+def test_reads_every_pr_with_file_stats(history_100):
+    path, expected = history_100
+    src = GitSource(path)
+    assert src.repo_name == "acme/widgets"
+    commits = src.list_pr_commits()
+    assert {c.number for c in commits} == set(expected)
+    styles = {c.number: c.style for c in commits}
+    assert all(styles[n] == e["style"] for n, e in expected.items())
+    prs = list(src.pull_requests(commits))
+    assert len(prs) == 100
+    for pr in prs:
+        exp = expected[pr.number]
+        assert pr.title == exp["title"]
+        got = {f.path: (f.status, f.additions, f.deletions) for f in pr.files}
+        assert got == exp["files"], pr.number
+        assert pr.url == f"https://github.com/acme/widgets/pull/{pr.number}"
+        assert len(pr.base_sha) == 40 and len(pr.merge_sha) == 40
+        assert pr.body.startswith("Body of change")
+    png = next(f for pr in prs for f in pr.files if f.path.endswith(".png"))
+    assert png.binary and png.patch is None
+
+
+def test_merge_pr_author_is_the_branch_author(history_100):
+    path, _ = history_100
+    src = GitSource(path)
+    merges = [c for c in src.list_pr_commits() if c.style == "merge"]
+    assert merges and all(c.author.startswith("Dev") for c in merges)
+    assert all(len(c.parents) == 2 for c in merges)
+
+
+def test_bare_clone_and_repo_override(history_100, tmp_path):
+    path, expected = history_100
+    bare = tmp_path / "bare.git"
+    subprocess.run(["git", "clone", "-q", "--bare", str(path), str(bare)], check=True)
+    src = GitSource(bare, repo_name="other/name")
+    assert src.repo_name == "other/name"
+    assert len(src.list_pr_commits()) == len(expected)
+
+
+def test_missing_path_not_a_repo_and_empty_history(tmp_path):
+    with pytest.raises(SourceError, match="no such path"):
+        GitSource(tmp_path / "nope")
+    (tmp_path / "plain").mkdir()
+    with pytest.raises(NotAGitRepository, match="not a git repository"):
+        GitSource(tmp_path / "plain")
+    empty = tmp_path / "empty"
+    subprocess.run(["git", "init", "-q", str(empty)], check=True)
+    with pytest.raises(EmptyHistory, match="no commits"):
+        GitSource(empty, repo_name="a/b")
+
+
+def test_no_origin_needs_repo_name(tmp_path):
+    build_repository({"commits": [{"kind": "direct", "message": "x", "author": "A <a@b>",
+                                   "date": "2024-01-01T00:00:00+00:00",
+                                   "files": {"a.txt": "a\n"}}]}, tmp_path / "r")
+    with pytest.raises(SourceError, match="--repo owner/name"):
+        GitSource(tmp_path / "r")
+
+
+def test_renames_non_utf8_and_huge_patches(tmp_path):
+    big = "".join(f"line {i} " + "x" * 100 + "\n" for i in range(12000))  # ~1.3 MB
+    history = {"repo": {"name": "o/r"}, "commits": [
+        {"kind": "direct", "message": "init", "author": "A <a@b>", "date": "2024-01-01T00:00:00+00:00",
+         "files": {"old_name.py": "def f():\n    return 1\n" * 20}},
+        {"kind": "squash", "pr": 1, "title": "Rename", "author": "A <a@b>",
+         "date": "2024-01-02T00:00:00+00:00", "delete": ["old_name.py"],
+         "files": {"new_name.py": "def f():\n    return 1\n" * 20,
+                   "latin1.txt": "caf\xe9 cr\xe8me\n".encode("latin-1"),
+                   "big.txt": big}},
+    ]}
+    path = build_repository(history, tmp_path / "r")
+    src = GitSource(path)
+    (pr,) = list(src.pull_requests(src.list_pr_commits()))
+    files = {f.path: f for f in pr.files}
+    assert files["new_name.py"].status == "renamed"
+    assert files["new_name.py"].old_path == "old_name.py"
+    assert files["latin1.txt"].undecodable and "\ufffd" in files["latin1.txt"].patch
+    assert files["big.txt"].additions == 12000
+    assert files["big.txt"].patch_truncated and files["big.txt"].patch_bytes > 1_000_000
+    assert len(files["big.txt"].patch.encode()) <= 1 << 20
+
+
+def test_parse_log_patches_handles_quoted_paths():
+    stream = [
+        b"\x00\x00synth-commit\x00" + b"a" * 40 + b"\n", b"\n",
+        b'diff --git "a/sp ace/\\303\\251.py" "b/sp ace/\\303\\251.py"\n',
+        b"index 1..2 100644\n", b'--- "a/sp ace/\\303\\251.py"\n', b'+++ "b/sp ace/\\303\\251.py"\n',
+        b"@@ -1 +1,2 @@\n", b"-old\n", b"+new\n", b"+more\n",
+    ]
+    ((sha, files),) = list(parse_log_patches(iter(stream)))
+    assert sha == "a" * 40
+    assert files[0].path == "sp ace/é.py"
+    assert (files[0].additions, files[0].deletions) == (2, 1)
