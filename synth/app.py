@@ -16,7 +16,7 @@ from typing import Iterator
 from . import queue as q
 from .config import Settings
 from .errors import ConfigError
-from .filtering import INFO_CODES, Rules, load_rules
+from .filtering import INFO_CODES, Rules, analyze, decide, load_rules
 from .models import RunSummary
 from .paths import demo_dir
 from .pipeline import GitRepoSource, Pipeline, RunOptions, TemplateRewriter
@@ -95,3 +95,71 @@ def stats(settings: Settings) -> dict[str, object]:
             "tasks": tasks, "tasks_by_status": dict(by_status),
             "dropped_by_reason": {r: n for r, n in reasons if r not in INFO_CODES},
             "open_failures": failures, "runs": runs}
+
+
+# ---------------------------------------------------------------- filters
+
+@dataclass
+class RescoreResult:
+    prs: int = 0
+    kept: int = 0
+    changed: int = 0  # PRs whose kept/dropped verdict differs from their previous decision
+    filter_version: str = ""
+
+
+def rescore(settings: Settings, batch_size: int = 2000) -> RescoreResult:
+    """Re-decide every stored PR with the current rules; no network."""
+    from .models import Batch
+    rules = rules_for(settings)
+    queue = open_queue(settings)
+    _, rows = queue.query("SELECT repo, number, kept FROM candidates ORDER BY repo, number",
+                          wait=queue.busy_timeout)
+    res = RescoreResult(filter_version=rules.version)
+    for i in range(0, len(rows), batch_size):
+        chunk = rows[i:i + batch_size]
+        before = {(r, n): k for r, n, k in chunk}
+        batch = Batch()
+        for pr in q.load_pull_requests(queue, list(before)):
+            d = decide(pr, rules)
+            batch.decisions.append(d)
+            res.prs += 1
+            res.kept += d.kept
+            res.changed += before[pr.key] is not None and before[pr.key] != d.kept
+        queue.write(batch)
+    return res
+
+
+def parse_pr_ref(ref: str) -> tuple[str, int]:
+    repo, sep, num = ref.strip().rpartition("#")
+    if not sep or "/" not in repo or not num.isdigit():
+        raise ConfigError(f"expected owner/name#NUMBER, got {ref!r}")
+    return repo, int(num)
+
+
+def explain(settings: Settings, ref: str):
+    """(pr, metrics, verdicts, decision) of one stored PR under the current rules."""
+    from .errors import SourceError
+    repo, number = parse_pr_ref(ref)
+    rules = rules_for(settings)
+    queue = open_queue(settings)
+    prs = q.load_pull_requests(queue, [(repo, number)])
+    if not prs:
+        raise SourceError(f"{repo}#{number} is not in the queue {queue.path}; run synth first")
+    metrics, verdicts = analyze(prs[0], rules)
+    return prs[0], metrics, verdicts, decide(prs[0], rules)
+
+
+def filters_eval(settings: Settings, labels_path: str):
+    from .errors import SourceError
+    from .evaluation import evaluate, read_labels
+    labels = read_labels(labels_path)
+    rules = rules_for(settings)
+    queue = open_queue(settings)
+    keys = list(dict.fromkeys((lab.repo, lab.number) for lab in labels))
+    prs = {pr.key: pr for pr in q.load_pull_requests(queue, keys)}
+    missing = [k for k in keys if k not in prs]
+    if missing:
+        shown = ", ".join(f"{r}#{n}" for r, n in missing[:5])
+        raise SourceError(f"{len(missing)} labelled PR(s) are not in the queue ({shown}); "
+                          "run synth on their repositories first")
+    return evaluate(labels, {k: decide(pr, rules) for k, pr in prs.items()})

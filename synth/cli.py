@@ -145,6 +145,47 @@ def cmd_stats(args, settings) -> int:
     return EXIT_OK
 
 
+def cmd_filter(args, settings) -> int:
+    if not args.rescore:
+        print("nothing to do: pass --rescore to re-decide stored PRs with the current rules")
+        return EXIT_USAGE
+    res = app.rescore(settings)
+    print(f"rescored {res.prs} PRs with filter version {res.filter_version}: "
+          f"{res.kept} kept, {res.prs - res.kept} dropped, {res.changed} changed verdict")
+    return EXIT_OK
+
+
+def cmd_explain(args, settings) -> int:
+    pr, metrics, verdicts, decision = app.explain(settings, args.pr)
+    print(f"{pr.repo}#{pr.number}: {pr.title}")
+    print(f"  {pr.url}")
+    print(f"  author {pr.author}{' (bot)' if pr.author_is_bot else ''}, merged {pr.merged_at}, "
+          f"labels {list(pr.labels)}")
+    print(f"  {metrics['files']} files, +{metrics['additions']} -{metrics['deletions']}, "
+          f"{metrics['code_lines']} code lines in {metrics['code_files']} code files, "
+          f"{metrics['patch_bytes']} patch bytes")
+    print("  files:")
+    for f in pr.files:
+        flags = "".join([" binary" if f.binary else "", " non-utf8" if f.undecodable else "",
+                         " truncated" if f.patch_truncated else ""])
+        print(f"    {metrics['file_classes'].get(f.path, '?'):<10} {f.status:<9} "
+              f"+{f.additions:<5} -{f.deletions:<5} {f.path}{flags}")
+    print("  rules:")
+    for v in verdicts:
+        mark = "FIRED" if v.fired else "ok   "
+        print(f"    {mark} {v.rule:<32} {v.detail}")
+    verdict = "KEPT" if decision.kept else "DROPPED"
+    print(f"  decision: {verdict} ({', '.join(decision.reasons)}), filter version "
+          f"{decision.filter_version}")
+    return EXIT_OK
+
+
+def cmd_filters_eval(args, settings) -> int:
+    from .evaluation import format_report
+    print(format_report(app.filters_eval(settings, args.labels)))
+    return EXIT_OK
+
+
 # ---------------------------------------------------------------- parser
 
 def build_parser() -> argparse.ArgumentParser:
@@ -199,6 +240,27 @@ def build_parser() -> argparse.ArgumentParser:
                    help="put whole repositories in a test split of about this fraction")
     e.add_argument("--style", choices=["agencybench"], help="also render each task as text")
     e.set_defaults(func=cmd_export)
+
+    f = sub.add_parser("filter", parents=[common], help="re-decide stored PRs (no network)",
+                       description="Re-decide every stored PR with the current filter rules.")
+    f.add_argument("--rescore", action="store_true", help="re-decide stored PRs after a rule change")
+    f.set_defaults(func=cmd_filter)
+
+    x = sub.add_parser("explain", parents=[common], help="why a PR was kept or dropped",
+                       description="A stored PR's figures, file classes and each rule's verdict.")
+    x.add_argument("pr", metavar="OWNER/NAME#N")
+    x.set_defaults(func=cmd_explain)
+
+    fs = sub.add_parser("filters", parents=[common], help="evaluate the filter rules",
+                        description="Tools for the filter rules.")
+    fsub = fs.add_subparsers(dest="filters_command", metavar="ACTION", required=True)
+    ev = fsub.add_parser("eval", parents=[common], help="precision/recall against labels",
+                         description="Precision, recall and F1 of 'kept' against 'substantive' "
+                         "labels, with confusion by reason code. LABELS.tsv has the header "
+                         "repo<TAB>pr_number<TAB>label[<TAB>note]; labels are trivial or "
+                         "substantive. The PRs must be in the queue.")
+    ev.add_argument("labels", metavar="LABELS.tsv")
+    ev.set_defaults(func=cmd_filters_eval)
 
     st = sub.add_parser("stats", parents=[common], help="print the funnel",
                         description="Repositories, PRs, kept and dropped, tasks by status.")

@@ -177,7 +177,7 @@ def analyze(pr: PullRequest, rules: Rules) -> tuple[dict, list[Verdict]]:
         "code_lines": code_lines, "files_by_class": dict(sorted(classes.items())),
         "lines_by_class": dict(sorted(class_lines.items())), "binary_files": binary,
         "undecodable_files": undecodable, "truncated_files": truncated,
-        "patches_missing": missing,
+        "patches_missing": missing, "file_classes": file_classes,
     }
     v: list[Verdict] = []
     s = rules.size
@@ -234,6 +234,7 @@ def decide(pr: PullRequest, rules: Rules) -> Decision:
     if metrics["patches_missing"]:
         info.append("patches_missing")
     kept = not dropped
+    metrics = {k: v for k, v in metrics.items() if k != "file_classes"}  # per file: explain only
     reasons = (["substantive"] if kept else dropped) + info
     return Decision(repo=pr.repo, number=pr.number, kept=kept, reasons=tuple(reasons),
                     filter_version=rules.version, metrics=metrics)

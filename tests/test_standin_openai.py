@@ -20,7 +20,7 @@ try:  # tests/ on sys.path (pytest's default rootdir-less import mode)
         LLAMACPP_RESPONSE_FORMAT_ERROR,
         REFUSAL_TEXT,
         OpenAIStandIn,
-        openai_standin,
+        openai_standin,  # noqa: F401 - the fixture, used by name
         task_responder,
     )
 except ModuleNotFoundError:  # tests/ is a package
@@ -29,11 +29,9 @@ except ModuleNotFoundError:  # tests/ is a package
         LLAMACPP_RESPONSE_FORMAT_ERROR,
         REFUSAL_TEXT,
         OpenAIStandIn,
-        openai_standin,
+        openai_standin,  # noqa: F401 - the fixture, used by name
         task_responder,
     )
-
-__all__ = ["openai_standin"]  # the fixture is used by name below
 
 KEY = "sk-standin-test-0123456789abcdef"
 MODEL = "gpt-4o-mini"
@@ -281,10 +279,10 @@ def test_rate_limit_is_a_429_with_retry_after(llm: OpenAIStandIn, client: openai
 
 
 def test_sdk_retries_honour_retry_after(llm: OpenAIStandIn) -> None:
-    llm.script("rate_limit", retry_after=0.05).script("server_error", status=503)
+    llm.script("server_error", status=503).script("rate_limit", retry_after=0.05)
     client = openai.OpenAI(base_url=llm.base_url, api_key=KEY, max_retries=2)
     TaskSpec.model_validate_json(ask(client).choices[0].message.content)
-    assert llm.calls == 3 and [r["status"] for r in llm.requests] == [429, 503, 200]
+    assert llm.calls == 3 and [r["status"] for r in llm.requests] == [503, 429, 200]
 
 
 def test_server_error_is_a_500_with_an_error_body(llm: OpenAIStandIn, client: openai.OpenAI) -> None:

@@ -16,8 +16,10 @@ them, and nothing depends on the wall clock, so a seed always yields the same da
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import random
+import re
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -28,6 +30,7 @@ __all__ = [
     "CHANGE_TYPES",
     "LICENSES",
     "PR_STATES",
+    "SearchQueryError",
     "File",
     "Fixtures",
     "IssueRef",
@@ -37,6 +40,7 @@ __all__ = [
     "make_fixtures",
     "make_hunk",
     "parse_iso",
+    "search_repositories",
     "synth_patch",
 ]
 
@@ -448,7 +452,7 @@ def _split(rng: random.Random, total: int, parts: int) -> list[int]:
 # ------------------------------------------------------------------------ data model
 
 
-@dataclass
+@dataclass(frozen=True)
 class IssueRef:
     """An issue referenced as closed by a PR (``closingIssuesReferences``)."""
 
@@ -460,12 +464,13 @@ class IssueRef:
 
     def __post_init__(self) -> None:
         if not self.created_at:
-            self.created_at = format_iso(_BASE_TIME + timedelta(hours=self.number) - timedelta(days=3))
+            stamp = format_iso(_BASE_TIME + timedelta(hours=self.number) - timedelta(days=3))
+            object.__setattr__(self, "created_at", stamp)
 
 
-@dataclass
+@dataclass(frozen=True)
 class File:
-    """One file changed by a PR.
+    """One file changed by a PR (an immutable value, shared between fixture copies).
 
     ``patch`` is a GitHub-style patch (hunks only, as in the REST files API). When omitted for a
     text file with changes, a consistent patch is synthesised; when given and the counts are both
@@ -485,17 +490,21 @@ class File:
             raise ValueError(f"change_type must be one of {CHANGE_TYPES}, not {self.change_type!r}")
         if self.change_type == "RENAMED" and not self.previous_path:
             raise ValueError("a RENAMED file needs previous_path")
+        set_ = object.__setattr__
         if self.binary:
-            self.patch, self.additions, self.deletions = None, 0, 0
+            set_(self, "patch", None)
+            set_(self, "additions", 0)
+            set_(self, "deletions", 0)
         elif self.patch is not None:
             adds, dels = count_patch(self.patch)
             if self.additions == 0 and self.deletions == 0:
-                self.additions, self.deletions = adds, dels
+                set_(self, "additions", adds)
+                set_(self, "deletions", dels)
             elif (adds, dels) != (self.additions, self.deletions):
                 raise ValueError(
                     f"{self.path}: patch has +{adds}/-{dels}, not +{self.additions}/-{self.deletions}")
         else:
-            self.patch = synth_patch(self.path, self.additions, self.deletions, self.change_type)
+            set_(self, "patch", synth_patch(self.path, self.additions, self.deletions, self.change_type))
 
     @property
     def changes(self) -> int:
@@ -720,6 +729,19 @@ class Fixtures:
     def all_repos(self) -> list[Repo]:
         return [*self.repos, *self.search_repos]
 
+    def clone(self) -> Fixtures:
+        """An independent copy (repositories and PRs copied; files and issues are immutable)."""
+        def pr_copy(p: PR) -> PR:
+            return dataclasses.replace(p, labels=list(p.labels), files=list(p.files),
+                                       closing_issues=list(p.closing_issues))
+
+        def repo_copy(r: Repo) -> Repo:
+            return dataclasses.replace(r, topics=list(r.topics), prs=[pr_copy(p) for p in r.prs])
+
+        with self.lock:
+            return Fixtures(repos=[repo_copy(r) for r in self.repos],
+                            search_repos=[repo_copy(r) for r in self.search_repos], seed=self.seed)
+
     def get_repo(self, full_name: str) -> Repo | None:
         with self.lock:
             key = (len(self.repos), len(self.search_repos))
@@ -738,6 +760,12 @@ class Fixtures:
                 raise ValueError(f"{repo.full_name} already exists")
             (self.search_repos if search_only else self.repos).append(repo)
             return repo
+
+    def search(self, q: str, *, token: str | None = None, sort: str | None = None,
+               order: str = "desc") -> list[Repo]:
+        """Repository search over all repositories (see :func:`search_repositories`)."""
+        with self.lock:
+            return search_repositories(self.all_repos(), q, token=token, sort=sort, order=order)
 
     def merged_prs(self, full_name: str) -> list[PR]:
         repo = self.get_repo(full_name)
@@ -778,6 +806,138 @@ class Fixtures:
             repo.prs.append(pr)
             repo.pushed_at = max(repo.pushed_at, pr.updated_at)
             return pr
+
+
+# ------------------------------------------------------------------------- search
+
+
+class SearchQueryError(ValueError):
+    """A repository search query GitHub would reject (answered with 422)."""
+
+
+_LANG_ALIASES = {"c#": "csharp", "c++": "cpp", "f#": "fsharp", "jupyter notebook": "jupyter-notebook"}
+_RANGE = re.compile(r"^(>=|<=|>|<)?(.+)$")
+
+
+def _norm_lang(name: str) -> str:
+    name = name.strip('"').lower()
+    return _LANG_ALIASES.get(name, name.replace(" ", "-"))
+
+
+def _compare(spec: str, convert: Callable[[str], object]) -> Callable[[object], bool]:
+    """Predicate for GitHub range syntax: ``N``, ``>N``, ``>=N``, ``<N``, ``<=N``, ``A..B``, ``A..*``."""
+    try:
+        if ".." in spec:
+            lo, hi = spec.split("..", 1)
+            lo_v = None if lo in ("", "*") else convert(lo)
+            hi_v = None if hi in ("", "*") else convert(hi)
+            return lambda v: (lo_v is None or v >= lo_v) and (hi_v is None or v <= hi_v)  # type: ignore[operator]
+        m = _RANGE.match(spec)
+        assert m is not None
+        op, val = m.group(1), convert(m.group(2))
+    except (ValueError, AssertionError) as exc:
+        raise SearchQueryError(f"invalid range {spec!r}") from exc
+    return {
+        None: lambda v: v == val, ">": lambda v: v > val, ">=": lambda v: v >= val,  # type: ignore[operator]
+        "<": lambda v: v < val, "<=": lambda v: v <= val,  # type: ignore[operator]
+    }[op]
+
+
+def _date(value: str) -> str:
+    value = value.strip('"')
+    if not re.match(r"^\d{4}-\d{2}-\d{2}", value):
+        raise ValueError(value)
+    return value
+
+
+def search_repositories(repos: Iterable[Repo], q: str, *, token: str | None = None,
+                        sort: str | None = None, order: str = "desc") -> list[Repo]:
+    """Filter and sort ``repos`` like ``GET /search/repositories``.
+
+    Supported qualifiers: ``stars:``/``forks:`` ranges (``N``, ``>N``, ``>=N``, ``<N``, ``<=N``,
+    ``A..B``, ``A..*``, ``*..B``), ``created:``/``pushed:`` date ranges, ``language:``
+    (repeatable = OR), ``license:`` (licence key, e.g. ``mit``, ``apache-2.0``), ``archived:``,
+    ``fork:true|only|false`` (forks are excluded unless asked for), ``is:public|private``,
+    ``mirror:``/``template:``, ``user:``/``org:``, ``repo:``, ``topic:``, and ``-`` negation of
+    ``language``/``license``/``topic``/``user``/``org``. Other words match name/description.
+    Private repositories only appear for a token that may see them.
+    """
+    terms = re.findall(r'-?[\w.+#-]+:"[^"]*"|"[^"]*"|\S+', q or "")
+    if not terms:
+        raise SearchQueryError("q is missing")
+    preds: list[Callable[[Repo], bool]] = []
+    include_forks: str = "false"
+    any_of: dict[str, set[str]] = {}
+    none_of: dict[str, set[str]] = {}
+    words: list[str] = []
+    for term in terms:
+        neg = term.startswith("-") and ":" in term
+        key, sep, val = term.lstrip("-").partition(":")
+        key, val = key.lower(), val.strip('"')
+        if not sep or not val:
+            words.append(term.strip('"').lower())
+            continue
+        if key in ("language", "license", "topic", "user", "org", "owner"):
+            norm = _norm_lang(val) if key == "language" else val.lower()
+            key = "user" if key in ("org", "owner") else key
+            (none_of if neg else any_of).setdefault(key, set()).add(norm)
+        elif key == "stars":
+            f = _compare(val, int)
+            preds.append(lambda r, f=f: f(r.stars))
+        elif key == "forks":
+            f = _compare(val, int)
+            preds.append(lambda r, f=f: f(r.forks))
+        elif key in ("created", "pushed"):
+            f = _compare(val, _date)
+            attr = "created_at" if key == "created" else "pushed_at"
+            preds.append(lambda r, f=f, a=attr: f(getattr(r, a)[: 10]))
+        elif key == "archived":
+            want = val.lower() == "true"
+            preds.append(lambda r, w=want: r.archived == w)
+        elif key == "fork":
+            include_forks = val.lower()
+        elif key == "is":
+            if val.lower() in ("public", "private"):
+                want_private = val.lower() == "private"
+                preds.append(lambda r, w=want_private: r.private == w)
+            elif val.lower() == "archived":
+                preds.append(lambda r: r.archived)
+        elif key in ("mirror", "template"):
+            if val.lower() == "true":
+                preds.append(lambda r: False)
+        elif key == "repo":
+            preds.append(lambda r, v=val.lower(): r.full_name.lower() == v)
+        else:
+            words.append(term.lower())
+    if include_forks == "only":
+        preds.append(lambda r: r.fork)
+    elif include_forks != "true":
+        preds.append(lambda r: not r.fork)
+
+    def facets(r: Repo) -> dict[str, set[str]]:
+        lic = r.license_info
+        return {"language": {_norm_lang(r.language)} if r.language else set(),
+                "license": {lic[1], lic[0].lower()} if lic else set(),
+                "topic": set(r.topics), "user": {r.owner.lower()}}
+
+    def keep(r: Repo) -> bool:
+        if not r.visible(token) or not all(p(r) for p in preds):
+            return False
+        fac = facets(r)
+        if any(not (fac[k] & v) for k, v in any_of.items()):
+            return False
+        if any(fac[k] & v for k, v in none_of.items()):
+            return False
+        text = f"{r.name} {r.description or ''}".lower()
+        return all(w in text for w in words)
+
+    sort_key: Callable[[Repo], object] = {
+        "forks": lambda r: r.forks, "updated": lambda r: r.pushed_at,
+    }.get(sort or "stars", lambda r: r.stars)
+    hits = [r for r in repos if keep(r)]
+    hits.sort(key=lambda r: r.id)
+    hits.sort(key=sort_key, reverse=(order or "desc").lower() != "asc")
+    return hits
 
 
 # -------------------------------------------------------------------- PR generation
@@ -1134,7 +1294,25 @@ def make_fixtures(
       ``private_tokens``.
     * ``n_search_repos`` discovery-only repositories with stars spread log-uniformly between
       10k and 400k (some archived, some forks, many languages and licences).
+
+    Generation takes a few hundred milliseconds, so results are cached per argument set and
+    each call returns a fresh :meth:`Fixtures.clone` that the caller may mutate freely.
     """
+    key = (seed, n_repos, prs_per_repo, n_search_repos, n_private_repos, private_prs,
+           tuple(private_tokens), tuple(large_pr_files))
+    with _CACHE_LOCK:
+        cached = _CACHE.get(key)
+        if cached is None:
+            cached = _CACHE[key] = _generate(*key)
+    return cached.clone()
+
+
+_CACHE: dict[tuple, Fixtures] = {}
+_CACHE_LOCK = threading.Lock()
+
+
+def _generate(seed: int, n_repos: int, prs_per_repo: int, n_search_repos: int, n_private_repos: int,
+              private_prs: int, private_tokens: tuple[str, ...], large_pr_files: tuple[int, ...]) -> Fixtures:
     rng = random.Random(f"fixtures:{seed}")
     fixtures = Fixtures(seed=seed)
     taken: set[str] = set()

@@ -143,7 +143,7 @@ class _Generator:
 
     # -- generation --------------------------------------------------------
     def refs_in(self, schema: Any) -> set[str]:
-        """``$ref``\ s reachable from ``schema`` without entering an object."""
+        """The ``$ref`` targets reachable from ``schema`` without entering an object."""
         if not isinstance(schema, Mapping):
             return set()
         found = {schema["$ref"]} if isinstance(schema.get("$ref"), str) else set()
@@ -298,7 +298,7 @@ class _Generator:
             text = _FORMAT_EXAMPLES[fmt]
         elif key and key in self.context and index is None:
             text = self.context[key]
-        elif key.endswith(("url", "uri", "link", "href")):
+        elif key.endswith(("url", "uri", "link", "href", "homepage", "website")):
             text = self._slug_url(name, index)
         elif key.endswith(("path", "file", "filename")):
             text = f"src/{self._slug(name).replace('-', '_')}" + (f"_{index}" if index else "") + ".py"
@@ -316,7 +316,9 @@ class _Generator:
         if min_len is not None and len(text) < min_len:
             text = (text + " " + "x" * min_len)[:min_len] if text else "x" * min_len
         if max_len is not None and len(text) > max_len:
-            text = text[:max_len].rstrip() or text[:max_len]
+            cut = text[:max_len]
+            stripped = cut.rstrip()
+            text = stripped if stripped and len(stripped) >= (min_len or 0) else cut
         return text
 
     @staticmethod

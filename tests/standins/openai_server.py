@@ -68,6 +68,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DIALECTS",
     "FAULT_KINDS",
+    "LLAMACPP_RESPONSE_FORMAT_ERROR",
     "REFUSAL_TEXT",
     "Fault",
     "OpenAIStandIn",
@@ -247,7 +248,7 @@ class _Reply:
     disconnect: bool = False
 
     @classmethod
-    def json(cls, status: int, payload: Any, headers: Mapping[str, str] | None = None) -> _Reply:
+    def of_json(cls, status: int, payload: Any, headers: Mapping[str, str] | None = None) -> _Reply:
         return cls(status, json.dumps(payload).encode(), "application/json", dict(headers or {}))
 
 
@@ -294,6 +295,7 @@ class _Server(ThreadingHTTPServer):
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body go out at once: no 40 ms delayed-ACK stalls
     server: _Server
 
     def do_GET(self) -> None:  # noqa: N802 - http.server naming
@@ -313,7 +315,7 @@ class _Handler(BaseHTTPRequestHandler):
             reply = standin._route(method, self.path, self.headers, raw)
         except Exception:  # a bug here or in a responder: make it visible
             standin.errors.append(traceback.format_exc())
-            reply = _Reply.json(500, {"error": {"message": "stand-in failure:\n" + traceback.format_exc(),
+            reply = _Reply.of_json(500, {"error": {"message": "stand-in failure:\n" + traceback.format_exc(),
                                                 "type": "server_error", "param": None, "code": None}})
         if reply.disconnect:
             self.close_connection = True
@@ -552,16 +554,17 @@ class OpenAIStandIn:
                 reply = self._chat(headers, raw, record)
             elif method == "GET" and path in self._paths("/models"):
                 self._check_auth(headers, public=self.dialect == "llamacpp")
-                reply = _Reply.json(200, {"object": "list", "data": [self._model_card(m) for m in self._listed_models()]})
+                cards = [self._model_card(m) for m in self._listed_models()]
+                reply = _Reply.of_json(200, {"object": "list", "data": cards})
             elif method == "GET" and path.startswith(self._paths("/models/")):
                 self._check_auth(headers)
                 model = path.split("/models/", 1)[1]
                 self._check_model(model)
-                reply = _Reply.json(200, self._model_card(model))
+                reply = _Reply.of_json(200, self._model_card(model))
             elif method == "GET" and self.dialect == "llamacpp" and path in ("/health", "/v1/health"):
-                reply = _Reply.json(200, {"status": "ok"})
+                reply = _Reply.of_json(200, {"status": "ok"})
             else:
-                raise _HTTPError(404, f"Invalid URL ({method} {path})", type="invalid_request_error")
+                raise _HTTPError(404, f"Invalid URL ({method} {path})")
         except _HTTPError as err:
             reply = self._error_reply(err)
         finally:
@@ -592,7 +595,7 @@ class OpenAIStandIn:
         else:
             body = {"error": {"message": err.message, "type": err.type or "invalid_request_error",
                               "param": err.param, "code": err.code}}
-        return _Reply.json(err.status, body, err.headers)
+        return _Reply.of_json(err.status, body, err.headers)
 
     # -- validation ----------------------------------------------------------
     def _check_auth(self, headers: Message, public: bool = False) -> None:
@@ -619,7 +622,7 @@ class OpenAIStandIn:
     def _check_model(self, model: str) -> None:
         if self.models is not None and model not in self.models:
             raise _HTTPError(404, f"The model `{model}` does not exist or you do not have access to it.",
-                             type="invalid_request_error", code="model_not_found")
+                             code="model_not_found")
 
     def _parse_chat(self, headers: Message, raw: bytes) -> dict[str, Any]:
         """Authenticate and validate a chat request; return its body."""
@@ -802,7 +805,7 @@ class OpenAIStandIn:
         }
         if self.dialect != "llamacpp":
             payload["service_tier"] = "default"
-        return _Reply.json(200, payload, self._rate_limit_headers(prompt_tokens + completion_tokens))
+        return _Reply.of_json(200, payload, self._rate_limit_headers(prompt_tokens + completion_tokens))
 
     def _rate_limit_headers(self, tokens: int) -> dict[str, str]:
         if self.dialect == "llamacpp":

@@ -1,0 +1,66 @@
+"""Pure diff analysis: code vs comment lines per language, and change kinds."""
+
+from __future__ import annotations
+
+from synth.diffs import PathClassifier, change_kinds, count_code_lines, language_of
+
+
+def patch(added=(), removed=()):
+    lines = ["@@ -1,1 +1,1 @@"] + [f"-{x}" for x in removed] + [f"+{x}" for x in added]
+    return "\n".join(lines) + "\n"
+
+
+def test_python_comments_docstrings_and_blanks_are_not_code():
+    p = patch(added=['"""Module doc."""', "", "# a comment", "def f(x):",
+                     '    """Docstring."""', "    return x + 1  # trailing", "    "])
+    c = count_code_lines("pkg/mod.py", p)
+    assert (c.code_added, c.other_added) == (2, 5)
+
+
+def test_python_fragment_that_does_not_tokenize_falls_back():
+    p = patch(added=['    s = """unterminated', "    more text", "# comment"])
+    c = count_code_lines("a.py", p)
+    assert c.code_added == 2 and c.other_added == 1
+
+
+def test_c_family_block_and_line_comments():
+    p = patch(added=["/* block", " * middle", " */", "int x = 1; // note", "// only",
+                     "", "return x;"])
+    c = count_code_lines("src/a.c", p)
+    assert c.code_added == 2
+    assert count_code_lines("web/a.ts", patch(added=["// c", "const a = 1;"])).code_added == 1
+    assert count_code_lines("x.go", patch(added=["/* a */ x := 1"])).code_added == 1
+
+
+def test_shell_ruby_and_unknown_languages():
+    assert count_code_lines("run.sh", patch(added=["# c", "echo hi"])).code_added == 1
+    assert count_code_lines("a.rb", patch(added=["=begin", "doc", "=end", "puts 1"])).code_added == 1
+    assert count_code_lines("data.xyz", patch(added=["a", "", "b"])).code_added == 2
+    assert language_of("Makefile") == "shell" and language_of("x.PY") == "python"
+
+
+def test_change_kinds():
+    ws = change_kinds([("a.py", "modified", patch(["x = f(a,b)"], ["x = f(a, b)"]), 1, 1)])
+    assert ws.whitespace_only
+    com = change_kinds([("a.py", "modified", patch(["# new words"], ["# old words"]), 1, 1)])
+    assert com.comment_only and not com.whitespace_only
+    imp = change_kinds([("a.py", "modified", patch(["import b", "import a"], ["import a", "import b"]), 2, 2)])
+    assert imp.import_order_only
+    ver = change_kinds([("pyproject.toml", "modified", patch(['version = "1.3.0"'], ['version = "1.2.9"']), 1, 1),
+                        ("pkg/__init__.py", "modified", patch(['__version__ = "1.3.0"'], ['__version__ = "1.2.9"']), 1, 1)])
+    assert ver.version_string_only
+    real = change_kinds([("a.py", "modified", patch(["return a - b"], ["return a + b"]), 1, 1)])
+    assert not (real.whitespace_only or real.comment_only or real.import_order_only
+                or real.version_string_only or real.rename_only)
+    ren = change_kinds([("new.py", "renamed", None, 0, 0)])
+    assert ren.rename_only
+
+
+def test_path_classifier_globs():
+    c = PathClassifier({"docs": ["*.md", "docs/"], "tests": ["tests/", "test_*.py"],
+                        "ci": [".github/"], "lock": ["**/package-lock.json"]})
+    assert c("README.md") == "docs" and c("a/b/NOTES.MD") == "docs"
+    assert c("docs/conf.py") == "docs" and c("src/docs.py") == "code"
+    assert c("pkg/test_x.py") == "tests" and c("tests/unit/a.py") == "tests"
+    assert c(".github/workflows/ci.yml") == "ci"
+    assert c("web/package-lock.json") == "lock" and c("package-lock.json") == "lock"

@@ -1,0 +1,112 @@
+"""Pure filtering: reason codes for kept and dropped PRs, rule loading errors."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import pytest
+
+from synth.errors import ConfigError
+from synth.filtering import compile_rules, decide, load_rules
+from synth.models import FileChange, PullRequest
+
+
+def fc(path, added=0, removed=0, status="modified", code=True, **kw):
+    if "patch" not in kw:
+        body = [f"+    value_{i} = compute({i})" if code else f"+# note {i}" for i in range(added)]
+        body += [f"-    old_{i} = compute({i})" for i in range(removed)]
+        kw["patch"] = "@@ -1 +1 @@\n" + "\n".join(body) + "\n"
+        kw["patch_bytes"] = len(kw["patch"])
+    return FileChange(path=path, status=status, additions=added, deletions=removed, **kw)
+
+
+def pr(*files, title="Add a feature", author="dev", labels=(), bot=False):
+    return PullRequest(repo="o/r", number=1, title=title, body="", author=author,
+                       merged_at=datetime(2024, 1, 1), base_sha="a" * 40, merge_sha="b" * 40,
+                       url="u", labels=tuple(labels), files=tuple(files), author_is_bot=bot)
+
+
+@pytest.fixture(scope="module")
+def rules():
+    return load_rules()
+
+
+def test_substantive_feature_is_kept_with_reasons(rules):
+    d = decide(pr(fc("src/a.py", 30, 5), fc("src/b.py", 20), fc("tests/test_a.py", 15)), rules)
+    assert d.kept and d.reasons[0] == "substantive" and "has_tests" in d.reasons
+    assert d.metrics["code_lines"] == 55 and d.filter_version == rules.version
+
+
+@pytest.mark.parametrize("files,code", [
+    ((fc("README.md", 50), fc("docs/guide.rst", 80)), "docs_only"),
+    ((fc("tests/test_a.py", 90),), "tests_only"),
+    ((fc(".github/workflows/ci.yml", 3, 1),), "ci_only"),
+    ((fc("package-lock.json", 900, 800),), "lockfile_only"),
+    ((fc("README.md", 5), fc(".github/workflows/ci.yml", 2)), "no_code"),
+    ((fc("src/a.py", 2, 1), fc("src/b.py", 1)), "too_small"),
+    ((fc("src/a.py", 40),), "too_small"),  # one file needs more
+    ((fc("src/a.py", 2500, 900), fc("src/b.py", 10)), "too_large"),
+])
+def test_trivial_shapes(rules, files, code):
+    d = decide(pr(*files), rules)
+    assert not d.kept and code in d.reasons
+
+
+@pytest.mark.parametrize("kw,code", [
+    ({"author": "dependabot[bot]"}, "bot_author"),
+    ({"author": "renovate-bot", "bot": True}, "bot_author"),
+    ({"title": "Release 2.0.0"}, "release"),
+    ({"title": "Bump requests from 2.31.0 to 2.32.0"}, "version_bump"),
+    ({"title": 'Revert "Add a feature"'}, "revert"),
+    ({"title": "Fix typo in error message"}, "typo"),
+    ({"labels": ["dependencies"]}, "version_bump"),
+])
+def test_metadata_rules(rules, kw, code):
+    d = decide(pr(fc("src/a.py", 40), fc("src/b.py", 40), **kw), rules)
+    assert not d.kept and code in d.reasons
+
+
+def test_binary_huge_and_non_utf8_are_classified_not_crashing(rules):
+    binary = FileChange("assets/logo.png", "added", 0, 0, None, binary=True)
+    d = decide(pr(binary), rules)
+    assert not d.kept and "assets_only" in d.reasons and "binary_files" in d.reasons
+    huge = FileChange("src/data.py", "added", 900_000, 0, "@@\n+x\n", patch_bytes=60_000_000,
+                      patch_truncated=True)
+    d = decide(pr(huge, fc("src/b.py", 30)), rules)
+    assert not d.kept and "too_large" in d.reasons and "patch_truncated" in d.reasons
+    odd = fc("src/a.py", 40, patch="@@ -1 +1 @@\n" + "+caf\ufffd = 1\n" * 40, undecodable=True)
+    d = decide(pr(odd, fc("src/b.py", 30)), rules)
+    assert "non_utf8_patch" in d.reasons
+
+
+def test_metadata_only_prs_use_line_totals(rules):
+    f = [FileChange("src/a.py", "modified", 50, 10), FileChange("src/b.py", "modified", 30, 0)]
+    d = decide(pr(*f), rules)
+    assert d.kept and "patches_missing" in d.reasons
+
+
+def test_rule_version_changes_with_rules():
+    a = compile_rules({"size": {"min_code_lines": 10}})
+    b = compile_rules({"size": {"min_code_lines": 11}})
+    assert a.version != b.version
+
+
+@pytest.mark.parametrize("raw,msg", [
+    ({"size": {"min_lines": 3}}, "unknown key size.min_lines"),
+    ({"size": {"max_files": "many"}}, "whole number"),
+    ({"titles": {"nonsense": ["x"]}}, "not a known reason code"),
+    ({"titles": {"typo": ["("]}}, "bad regular expression"),
+    ({"classes": {"docs": "*.md"}}, "list of glob strings"),
+])
+def test_bad_rules_are_clear_errors(raw, msg):
+    with pytest.raises(ConfigError, match=msg):
+        compile_rules(raw)
+
+
+def test_unknown_section_and_missing_file(tmp_path):
+    bad = tmp_path / "r.toml"
+    bad.write_text("[sizes]\nx = 1\n")
+    with pytest.raises(ConfigError, match="unknown section"):
+        load_rules([bad])
+    with pytest.raises(ConfigError, match="not found"):
+        load_rules([tmp_path / "none.toml"])
