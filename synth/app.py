@@ -7,6 +7,7 @@ arguments, calls one of them, and prints what it returns.
 from __future__ import annotations
 
 import contextlib
+import logging
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -20,6 +21,9 @@ from .filtering import INFO_CODES, Rules, analyze, decide, load_rules
 from .models import RunSummary
 from .paths import demo_dir
 from .pipeline import GitRepoSource, Pipeline, RunOptions, TemplateRewriter
+from .runlock import RunLock
+
+log = logging.getLogger("synth")
 
 
 def open_queue(settings: Settings) -> q.Queue:
@@ -52,8 +56,17 @@ def demo_repository() -> Iterator[Path]:
 
 
 def run(settings: Settings, req: RunRequest, stop=lambda: False, progress=None) -> RunSummary:
+    """One run under the queue's single-run lock (RunLocked when another run holds it)."""
     rules = rules_for(settings)
     queue = open_queue(settings)
+    with RunLock(queue.path) as lock:
+        if lock.previous:
+            log.warning("the previous run (pid %s, since %s) did not finish; resuming its work",
+                        lock.previous.get("pid"), lock.previous.get("since"))
+        return _run_locked(settings, req, rules, queue, stop, progress)
+
+
+def _run_locked(settings, req, rules, queue, stop, progress) -> RunSummary:
     rewriter = TemplateRewriter(rules)
     opts = RunOptions(batch_size=settings.run.batch_size,
                       limit=settings.run.limit if req.limit is None else req.limit,
@@ -163,3 +176,22 @@ def filters_eval(settings: Settings, labels_path: str):
         raise SourceError(f"{len(missing)} labelled PR(s) are not in the queue ({shown}); "
                           "run synth on their repositories first")
     return evaluate(labels, {k: decide(pr, rules) for k, pr in prs.items()})
+
+
+# ---------------------------------------------------------------- runs and settings
+
+def runs(settings: Settings, limit: int = 20) -> tuple[list[str], list[tuple]]:
+    return open_queue(settings).query(
+        "SELECT run_id, status, started_at, ended_at, source, config_hash, "
+        "coalesce(counts->>'source/prs', '0') AS prs, coalesce(counts->>'filter/kept', '0') AS kept, "
+        "coalesce(counts->>'rewrite/tasks', '0') AS tasks, json_array_length(errors) AS errors "
+        f"FROM runs ORDER BY started_at DESC LIMIT {int(limit)}")
+
+
+def init_config(path: str, force: bool = False) -> Path:
+    from .config import SAMPLE
+    target = Path(path)
+    if target.exists() and not force:
+        raise ConfigError(f"{target} exists; pass --force to overwrite it")
+    target.write_text(SAMPLE, encoding="utf-8")
+    return target

@@ -2,22 +2,25 @@
 
 Exit codes: 0 ok; 1 error; 2 usage or configuration error; 3 the run finished partially
 (some repositories or PRs failed and were recorded); 75 the queue or the run lock is busy
-(try again later); 130 interrupted.
+(try again later); 130 interrupted (SIGINT/SIGTERM; the current batch was saved).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import io
 import json
 import logging
+import signal
 import sys
 from datetime import date, datetime
 from pathlib import Path
 
 from . import app, config, export as export_mod, review as review_mod
-from .errors import EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, SynthError
+from .errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, SynthError
+from .progress import Progress, setup_logging
 
 log = logging.getLogger("synth")
 
@@ -92,12 +95,55 @@ def print_summary(summary) -> None:
 
 # ---------------------------------------------------------------- commands
 
+class StopFlag:
+    """SIGINT/SIGTERM: finish the current batch, then stop. A second SIGINT stops at once."""
+
+    def __init__(self):
+        self.requested = False
+
+    def __call__(self) -> bool:
+        return self.requested
+
+    def handle(self, signum, frame) -> None:
+        if self.requested and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.requested = True
+        log.warning("%s received: stopping after the current batch",
+                    signal.Signals(signum).name)
+
+    @contextlib.contextmanager
+    def installed(self):
+        old = {sig: signal.signal(sig, self.handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield self
+        finally:
+            for sig, handler in old.items():
+                signal.signal(sig, handler)
+
+
 def cmd_run(args, settings) -> int:
     req = app.RunRequest(demo=args.demo, git=[args.git] if args.git else [],
                          repo_name=args.repo, limit=args.limit, rewrite=not args.no_rewrite)
-    summary = app.run(settings, req)
+    progress = Progress(enabled=None if args.progress == "auto" else args.progress == "on")
+    with StopFlag().installed() as stop:
+        summary = app.run(settings, req, stop=stop, progress=progress)
+    progress.clear()
     print_summary(summary)
+    if summary.status == "interrupted":
+        return EXIT_INTERRUPTED
     return EXIT_PARTIAL if summary.status == "partial" else EXIT_OK
+
+
+def cmd_runs(args, settings) -> int:
+    cols, rows = app.runs(settings, args.limit)
+    print(format_rows(cols, rows, args.format))
+    return EXIT_OK
+
+
+def cmd_init(args, settings) -> int:
+    path = app.init_config(args.path, force=args.force)
+    print(f"wrote {path}: edit it, then `synth run`")
+    return EXIT_OK
 
 
 def cmd_sql(args, settings) -> int:
@@ -194,6 +240,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="queue file (default: $SYNTH_DB, synth.toml, or data/queue.duckdb)")
     common.add_argument("--config", metavar="FILE", help="settings file (default: ./synth.toml)")
     common.add_argument("-v", "--verbose", action="store_true", help="more log output")
+    common.add_argument("--log-json", action="store_true",
+                        help="machine-readable logs: one JSON object per line on stderr")
 
     p = argparse.ArgumentParser(
         prog="synth", description="Turn merged GitHub pull requests into long-horizon coding "
@@ -209,7 +257,21 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--repo", metavar="OWNER/NAME", help="repository name, when the clone has no GitHub origin")
     r.add_argument("--limit", type=_nonneg_int, metavar="N", help="at most N newest PRs per repository")
     r.add_argument("--no-rewrite", action="store_true", help="filter only; write no tasks")
+    r.add_argument("--progress", choices=["auto", "on", "off"], default="auto",
+                   help="progress bars (auto: only when stderr is a terminal)")
     r.set_defaults(func=cmd_run)
+
+    rn = sub.add_parser("runs", parents=[common], help="list recent runs",
+                        description="The run records: status, counts, errors.")
+    rn.add_argument("--limit", type=_nonneg_int, default=20, metavar="N")
+    rn.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    rn.set_defaults(func=cmd_runs)
+
+    it = sub.add_parser("init", parents=[common], help="write a commented synth.toml",
+                        description="Write a commented settings file to start from.")
+    it.add_argument("path", nargs="?", default="synth.toml")
+    it.add_argument("--force", action="store_true", help="overwrite an existing file")
+    it.set_defaults(func=cmd_init)
 
     s = sub.add_parser("sql", parents=[common], help="run a read-only SQL query on the queue",
                        description="Open the queue read-only and run one SQL statement.")
@@ -281,8 +343,7 @@ def _nonneg_int(text: str) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
+    setup_logging(args.verbose, args.log_json)
     try:
         settings = config.load(args.config)
         if args.db:
@@ -293,7 +354,7 @@ def main(argv: list[str] | None = None) -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         print("synth: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
     except BrokenPipeError:
         return EXIT_OK
 

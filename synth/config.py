@@ -177,3 +177,55 @@ def _apply_env(settings: Settings, env: dict[str, str]) -> Settings:
     if env.get("OPENAI_API_KEY"):
         settings.openai_api_key = SecretStr(env["OPENAI_API_KEY"])
     return settings
+
+
+SAMPLE = '''\
+# synth settings. Secrets never go here: set GITHUB_TOKEN (or GITHUB_TOKENS, comma-separated)
+# and OPENAI_API_KEY in the environment. Every key below shows its default.
+
+[queue]
+# db = "data/queue.duckdb"     # the queue file; SYNTH_DB or --db override it
+# busy_timeout = 30            # seconds a write waits for a busy queue before spooling
+
+[sources]
+# git = ["/srv/clones/click.git"]    # local clones to mine
+# repos = ["pallets/click"]          # GitHub repositories, owner/name
+# repos_file = "repos.txt"           # one owner/name per line
+# discover = false                   # also discover repositories by stars (see [github])
+
+[github]
+# api_url = "https://api.github.com" # GitHub Enterprise: "https://HOST/api/v3"
+# graphql_url = ""                   # derived from api_url when empty
+# min_stars = 10000
+# languages = []                     # e.g. ["Python", "Go"]
+# licenses = []                      # SPDX ids, e.g. ["mit", "apache-2.0"]
+# max_requests = 0                   # bound a run's API spend; 0 = no bound
+# concurrency = 4                    # requests in flight
+# page_size = 50                     # PRs per GraphQL page (at most 100)
+# timeout = 30
+# max_wait = 3600                    # longest rate-limit wait, seconds
+
+[filters]
+# files = ["filters/default.toml"]   # later files override earlier keys
+# exclude_file = ""                  # lines of owner/name#N kept out of rewriting and export
+
+[rewrite]
+# rewriter = "template"              # template (offline) | llm
+# model = "gpt-4o-mini"
+# base_url = ""                      # OPENAI_BASE_URL overrides; e.g. http://127.0.0.1:8000/v1
+# prompt_version = "task_v1"
+# concurrency = 8
+# timeout = 120
+# max_patch_tokens = 6000
+# judge = false
+# [rewrite.prices.gpt-4o-mini]       # USD per million tokens, for cost accounting
+# input = 0.15
+# output = 0.60
+
+[run]
+# batch_size = 100                   # PRs per queue transaction
+# limit = 0                          # newest N PRs per repository; 0 = all
+
+[review]
+# reviews_required = 1               # distinct approvals before a task is approved
+'''

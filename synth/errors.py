@@ -24,6 +24,7 @@ EXIT_ERROR = 1
 EXIT_USAGE = 2
 EXIT_PARTIAL = 3
 EXIT_BUSY = 75  # EX_TEMPFAIL: try again later
+EXIT_INTERRUPTED = 130
 
 
 class SynthError(Exception):

@@ -32,6 +32,7 @@ class SourceBatch:
     cursor: Cursor | None = None
     failures: list[Failure] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)
+    total: int | None = None  # PRs this source expects to hand over for the repo, if known
 
 
 class Source(Protocol):
@@ -108,6 +109,10 @@ class Pipeline:
     def run(self, sources: Iterable[Source]) -> RunSummary:
         s = self.summary
         self._write(Batch())  # the run record, and any batch an earlier run left spooled
+        abandoned = q.mark_abandoned_runs(self.queue, s.run_id)
+        if abandoned:
+            log.warning("%d earlier run(s) ended without finishing (crash or kill); their "
+                        "work is resumed now", abandoned)
         try:
             self._backlog()
             for source in sources:
@@ -151,6 +156,7 @@ class Pipeline:
         if not keys:
             return
         licenses = q.repo_licenses(self.queue)
+        before = self.summary.counts.get("rewrite/tasks", 0)
         for i in range(0, len(keys), self.opt.batch_size):
             if self.opt.stop():
                 return
@@ -158,6 +164,9 @@ class Pipeline:
             batch = Batch()
             self._rewrite(prs, batch, licenses)
             self._write(batch)
+            self._progress("backlog: rewrite", min(i + self.opt.batch_size, len(keys)), len(keys))
+        self._stage_line(f"backlog: {len(keys)} kept PRs without a task, "
+                         f"{self.summary.counts.get('rewrite/tasks', 0) - before} tasks written")
 
     def _crawl(self, source: Source) -> None:
         s = self.summary
@@ -173,15 +182,24 @@ class Pipeline:
             s.inc("source/repos")
             self._write(Batch(repos=[repo]))
             licenses = {repo.full_name: repo.license}
+            mark = dict(s.counts)
+            done = 0
             try:
                 for sb in source.batches(repo, known, self.opt.batch_size, self.opt.limit):
                     self._handle(sb, licenses)
+                    done += len(sb.prs)
+                    self._progress(f"crawl {repo.full_name}", done, sb.total)
                     if self.opt.stop():
-                        return
+                        break
             except SourceError as exc:
-                self._fail(Failure("source", type(exc).__name__, str(exc), repo=repo.full_name,
+                self._fail(Failure("source", _reason(exc), str(exc), repo=repo.full_name,
                                    transient=getattr(exc, "transient", False)))
                 self._write(Batch(failures=[s.failures[-1]]))
+            d = {k: s.counts.get(k, 0) - mark.get(k, 0) for k in
+                 ("source/prs", "filter/kept", "filter/dropped", "rewrite/tasks")}
+            self._stage_line(f"crawl {repo.full_name}: {d['source/prs']} new PRs, "
+                             f"{d['filter/kept']} kept, {d['filter/dropped']} dropped, "
+                             f"{d['rewrite/tasks']} tasks written")
 
     def _handle(self, sb: SourceBatch, licenses: dict[str, str | None]) -> None:
         s = self.summary
@@ -202,8 +220,15 @@ class Pipeline:
         if kept and self.rewriter:
             self._rewrite(kept, batch, licenses)
         self._write(batch)
+
+    def _progress(self, stage: str, done: int, total: int | None) -> None:
         if self.opt.progress:
-            self.opt.progress("prs", s.counts.get("source/prs", 0), None)
+            self.opt.progress(stage, done, total)
+
+    def _stage_line(self, text: str) -> None:
+        if self.opt.progress and hasattr(self.opt.progress, "clear"):
+            self.opt.progress.clear()
+        log.info(text)
 
     def _rewrite(self, prs: list[PullRequest], batch: Batch,
                  licenses: dict[str, str | None]) -> None:
@@ -234,6 +259,12 @@ def _count_decision(s: RunSummary, d: Decision) -> None:
         for code in d.reasons:
             if code not in INFO_CODES:
                 s.inc(f"filter/dropped/{code}")
+
+
+def _reason(exc: Exception) -> str:
+    """A stable snake_case reason code from an error type (RepositoryNotFound -> repository_not_found)."""
+    import re
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", type(exc).__name__).lower()
 
 
 def _failure_dict(f: Failure) -> dict:
@@ -267,16 +298,16 @@ class GitRepoSource:
         todo = [c for c in commits if c.number not in known]
         first = {"source/prs_listed": listed, "source/prs_known": len(commits) - len(todo)}
         if not todo:
-            yield SourceBatch(prs=[], counts=first)
+            yield SourceBatch(prs=[], counts=first, total=0)
             return
         buf: list[PullRequest] = []
         for pr in self.git.pull_requests(todo):
             buf.append(pr)
             if len(buf) >= batch_size:
-                yield SourceBatch(prs=buf, counts=first)
+                yield SourceBatch(prs=buf, counts=first, total=len(todo))
                 first, buf = {}, []
         if buf or first:
-            yield SourceBatch(prs=buf, counts=first)
+            yield SourceBatch(prs=buf, counts=first, total=len(todo))
 
 
 class TemplateRewriter:

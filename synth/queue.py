@@ -479,3 +479,17 @@ def jsonl_to_parquet(src: Path, dest: Path, columns: dict[str, str],
                     "(FORMAT parquet, COMPRESSION zstd)")
     finally:
         con.close()
+
+
+def mark_abandoned_runs(queue: Queue, current_run_id: str) -> int:
+    """Runs still 'running' while we hold the run lock died without finishing."""
+    try:
+        with queue.transaction(wait=1.0) as con:
+            n = con.execute("SELECT count(*) FROM runs WHERE status = 'running' AND run_id <> ?",
+                            [current_run_id]).fetchone()[0]
+            if n:
+                con.execute("UPDATE runs SET status = 'interrupted' WHERE status = 'running' "
+                            "AND run_id <> ?", [current_run_id])
+            return n
+    except QueueBusy:
+        return 0
