@@ -41,6 +41,9 @@ class RunRequest:
     repo_name: str | None = None
     limit: int | None = None
     rewrite: bool = True
+    model: str | None = None
+    rewriter: str | None = None  # template | llm; default: llm when a model is named
+    judge: bool | None = None
 
 
 @contextlib.contextmanager
@@ -66,8 +69,27 @@ def run(settings: Settings, req: RunRequest, stop=lambda: False, progress=None) 
         return _run_locked(settings, req, rules, queue, stop, progress)
 
 
+def make_rewriter(settings: Settings, req: RunRequest, rules: Rules):
+    rw = settings.rewrite
+    model = req.model or rw.model
+    kind = req.rewriter or ("llm" if req.model else rw.rewriter)
+    if kind == "template":
+        return TemplateRewriter(rules)
+    from .rewrite.llm import LLMClient
+    from .rewrite.rewriter import LLMRewriter
+    key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else None
+    if not key and not rw.base_url:
+        raise ConfigError("the LLM rewriter needs OPENAI_API_KEY (or OPENAI_BASE_URL for a "
+                          "local server that needs no key); or use --rewriter template")
+    client = LLMClient(model or "", base_url=rw.base_url, api_key=key, timeout=rw.timeout,
+                       concurrency=rw.concurrency)
+    return LLMRewriter(client, rules, prompt_version=rw.prompt_version,
+                       max_patch_tokens=rw.max_patch_tokens, concurrency=rw.concurrency,
+                       judge=rw.judge if req.judge is None else req.judge, prices=rw.prices)
+
+
 def _run_locked(settings, req, rules, queue, stop, progress) -> RunSummary:
-    rewriter = TemplateRewriter(rules)
+    rewriter = make_rewriter(settings, req, rules) if req.rewrite else None
     opts = RunOptions(batch_size=settings.run.batch_size,
                       limit=settings.run.limit if req.limit is None else req.limit,
                       rewrite=req.rewrite, config_hash=settings.config_hash(),

@@ -123,7 +123,9 @@ class StopFlag:
 
 def cmd_run(args, settings) -> int:
     req = app.RunRequest(demo=args.demo, git=[args.git] if args.git else [],
-                         repo_name=args.repo, limit=args.limit, rewrite=not args.no_rewrite)
+                         repo_name=args.repo, limit=args.limit, rewrite=not args.no_rewrite,
+                         model=args.model, rewriter=args.rewriter,
+                         judge=True if args.judge else None)
     progress = Progress(enabled=None if args.progress == "auto" else args.progress == "on")
     with StopFlag().installed() as stop:
         summary = app.run(settings, req, stop=stop, progress=progress)
@@ -257,6 +259,11 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--repo", metavar="OWNER/NAME", help="repository name, when the clone has no GitHub origin")
     r.add_argument("--limit", type=_nonneg_int, metavar="N", help="at most N newest PRs per repository")
     r.add_argument("--no-rewrite", action="store_true", help="filter only; write no tasks")
+    r.add_argument("--model", metavar="NAME",
+                   help="rewrite with this LLM over OPENAI_BASE_URL (implies --rewriter llm)")
+    r.add_argument("--rewriter", choices=["template", "llm"],
+                   help="template: offline, from PR metadata; llm: an OpenAI-compatible endpoint")
+    r.add_argument("--judge", action="store_true", help="score each new task with a judge prompt")
     r.add_argument("--progress", choices=["auto", "on", "off"], default="auto",
                    help="progress bars (auto: only when stderr is a terminal)")
     r.set_defaults(func=cmd_run)

@@ -222,6 +222,8 @@ class Task:
     model: str | None
     prompt_version: str
     usage: Usage = field(default_factory=Usage)
+    judge_score: float | None = None
+    judge: dict | None = field(default=None, hash=False, compare=False)
 
     @property
     def task_id(self) -> str:

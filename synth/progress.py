@@ -27,7 +27,7 @@ def setup_logging(verbose: bool = False, as_json: bool = False) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
-    for noisy in ("httpx", "httpcore", "openai", "github", "urllib3", "git"):
+    for noisy in ("httpx", "httpx2", "httpcore", "httpcore2", "openai", "github", "urllib3", "git"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 

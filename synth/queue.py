@@ -160,7 +160,7 @@ def _task_row(t: Task, stamp: str, run_id: str | None) -> dict:
         "modified_files": s.modified_files, "related_files": s.related_files,
         "difficulty": s.difficulty, "flags": s.flags, "confidence": s.confidence,
         "rewriter": t.rewriter, "model": t.model, "prompt_version": t.prompt_version,
-        "status": "pending", "judge_score": None, "judge": None,
+        "status": "pending", "judge_score": t.judge_score, "judge": t.judge,
         "prompt_tokens": t.usage.prompt_tokens, "completion_tokens": t.usage.completion_tokens,
         "cost_usd": t.usage.cost_usd, "revision": 0, "created_at": stamp, "updated_at": stamp,
         "run_id": run_id,

@@ -634,6 +634,10 @@ class PR:
         return bool(self.author_is_bot)
 
     @property
+    def node_id(self) -> str:
+        return _node_id("PR_kwDO", self.database_id)
+
+    @property
     def graphql_login(self) -> str:
         """GraphQL reports bots without the ``[bot]`` suffix (REST keeps it)."""
         return self.author.removesuffix("[bot]") if self.is_bot else self.author

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import json
 import os
 import re
@@ -42,6 +43,7 @@ from graphql import (
     parse,
     validate,
 )
+from graphql.pyutils import Undefined
 from graphql.utilities import get_operation_ast, value_from_ast_untyped
 
 from .github_fixtures import PR, Fixtures, IssueRef, Repo, SearchQueryError, format_iso
@@ -53,6 +55,8 @@ __all__ = [
     "QueryPlan",
     "RequestContext",
     "default_schema_path",
+    "format_error",
+    "iso_epoch",
     "load_schema",
 ]
 
@@ -163,7 +167,15 @@ class _Analyser:
         self.nodes = 0
         self.dry_run = False
 
+    def value(self, node: Any) -> Any:
+        value = value_from_ast_untyped(node, self.variables)
+        return None if value is Undefined else value
+
     def run(self, op: OperationDefinitionNode) -> None:
+        for definition in op.variable_definitions or ():
+            name = definition.variable.name.value
+            if self.variables.get(name) is None and definition.default_value is not None:
+                self.variables = {**self.variables, name: value_from_ast_untyped(definition.default_value)}
         root = self.schema.get_root_type(op.operation)
         if root is not None:
             self.walk(op.selection_set, root, 1, [op.operation.value], 0)
@@ -204,7 +216,7 @@ class _Analyser:
                 continue
             fdef = fields[name]
             named = get_named_type(fdef.type)
-            args = {a.name.value: value_from_ast_untyped(a.value, self.variables) for a in sel.arguments}
+            args = {a.name.value: self.value(a.value) for a in sel.arguments or ()}
             here = [*path, (sel.alias or sel.name).value]
             if name == "rateLimit" and args.get("dryRun"):
                 self.dry_run = True
@@ -219,7 +231,7 @@ class _Analyser:
         if first is not None and last is not None:
             self.errors.append(_gh_error(
                 f"Passing both `first` and `last` to paginate the `{name}` connection is not supported.",
-                "INVALID_PAGINATION_ARGUMENTS"[:0] or None, path=path, node=sel))
+                None, path=path, node=sel))
             return 0
         size = first if first is not None else last
         bound = "first" if first is not None else "last"
@@ -343,10 +355,10 @@ def _strip_markdown(text: str) -> str:
     return text.strip()
 
 
-class _IssueNode:
+class IssueNode:
     __typename = "Issue"
 
-    def __init__(self, issue: IssueRef, repo: _RepoNode, closed_at: str | None) -> None:
+    def __init__(self, issue: IssueRef, repo: RepoNode, closed_at: str | None) -> None:
         self.number = issue.number
         self.title = issue.title
         self.body = issue.body or ""
@@ -363,10 +375,10 @@ class _IssueNode:
         self.author = _actor("issue-reporter", False)
 
 
-class _CommitNode:
+class CommitNode:
     __typename = "Commit"
 
-    def __init__(self, oid: str, repo: _RepoNode, headline: str, date: str) -> None:
+    def __init__(self, oid: str, repo: RepoNode, headline: str, date: str) -> None:
         self.oid = oid
         self.abbreviatedOid = oid[:7]
         self.url = f"{HTML}/{repo.nameWithOwner}/commit/{oid}"
@@ -379,10 +391,10 @@ class _CommitNode:
         self.repository = repo
 
 
-class _PRNode:
+class PRNode:
     __typename = "PullRequest"
 
-    def __init__(self, pr: PR, repo: _RepoNode) -> None:
+    def __init__(self, pr: PR, repo: RepoNode) -> None:
         self._pr = pr
         self._repo = repo
         self.number = pr.number
@@ -414,7 +426,7 @@ class _PRNode:
         self.changedFiles = pr.changed_files
         self.databaseId = pr.database_id
         self.fullDatabaseId = str(pr.database_id)
-        self.id = "PR_kwDO" + _b64(f"{repo.nameWithOwner}#{pr.number}")[:16]
+        self.id = pr.node_id
         self.isDraft = pr.draft
         self.locked = False
         self.repository = repo
@@ -422,11 +434,11 @@ class _PRNode:
         self.headRepository = repo
 
     @property
-    def mergeCommit(self) -> _CommitNode | None:
+    def mergeCommit(self) -> CommitNode | None:
         pr = self._pr
         if not pr.merge_commit_oid:
             return None
-        return _CommitNode(pr.merge_commit_oid, self._repo, f"{pr.title} (#{pr.number})", pr.merged_at or "")
+        return CommitNode(pr.merge_commit_oid, self._repo, f"{pr.title} (#{pr.number})", pr.merged_at or "")
 
     def labels(self, _info: Any, first: int | None = None, last: int | None = None, after: str | None = None,
                before: str | None = None, orderBy: dict | None = None) -> dict[str, Any]:  # noqa: N803
@@ -453,14 +465,14 @@ class _PRNode:
                                 orderBy: dict | None = None, userLinkedOnly: bool = False  # noqa: N803
                                 ) -> dict[str, Any]:
         issues = list(self._pr.closing_issues)
-        entries = [(i, _IssueNode(issue, self._repo, self._pr.merged_at)) for i, issue in enumerate(issues)]
+        entries = [(i, IssueNode(issue, self._repo, self._pr.merged_at)) for i, issue in enumerate(issues)]
         return _connection(entries, first=first, last=last, after=after, before=before,
                            encode=_index_cursor, decode=_index_from_cursor)
 
 
 def _label_color(name: str) -> str:
-    return {"bug": "d73a4a", "documentation": "0075ca", "enhancement": "a2eeef",
-            "dependencies": "0366d6"}.get(name, f"{abs(hash(name)) % 0xFFFFFF:06x}"[:0] or "ededed")
+    known = {"bug": "d73a4a", "documentation": "0075ca", "enhancement": "a2eeef", "dependencies": "0366d6"}
+    return known.get(name) or hashlib.md5(name.encode()).hexdigest()[:6]
 
 
 def _pr_cursor(key: tuple[str, int]) -> str:
@@ -478,7 +490,7 @@ def _pr_key_from_cursor(cursor: str) -> tuple[str, int]:
         raise _invalid_cursor(cursor) from exc
 
 
-class _RepoNode:
+class RepoNode:
     __typename = "Repository"
 
     def __init__(self, repo: Repo, ctx: RequestContext) -> None:
@@ -522,7 +534,7 @@ class _RepoNode:
         oid = head.merge_commit_oid if head and head.merge_commit_oid else "f" * 40
         return {"name": self._repo.default_branch, "prefix": "refs/heads/",
                 "id": "REF_kwDO" + _b64(f"{self.nameWithOwner}:{self._repo.default_branch}"),
-                "target": _CommitNode(oid, self, "Latest commit", self.pushedAt)}
+                "target": CommitNode(oid, self, "Latest commit", self.pushedAt)}
 
     def repositoryTopics(self, _info: Any, first: int | None = None, last: int | None = None,  # noqa: N802
                          after: str | None = None, before: str | None = None) -> dict[str, Any]:
@@ -531,12 +543,12 @@ class _RepoNode:
         return _connection(entries, first=first, last=last, after=after, before=before,
                            encode=_index_cursor, decode=_index_from_cursor)
 
-    def pullRequest(self, _info: Any, number: int) -> _PRNode:  # noqa: N802
+    def pullRequest(self, _info: Any, number: int) -> PRNode:  # noqa: N802
         pr = self._repo.pr(number)
         if pr is None:
             raise GraphQLError(f"Could not resolve to a PullRequest with the number of {number}.",
                                extensions={"type": "NOT_FOUND"})
-        return _PRNode(pr, self)
+        return PRNode(pr, self)
 
     def pullRequests(self, _info: Any, states: list[str] | None = None, first: int | None = None,  # noqa: N802
                      last: int | None = None, after: str | None = None, before: str | None = None,
@@ -564,20 +576,20 @@ class _RepoNode:
         entries = sorted(((key(p), p) for p in prs), key=lambda e: e[0], reverse=descending)
         return _connection(entries, first=first, last=last, after=after, before=before,
                            encode=_pr_cursor, decode=_pr_key_from_cursor, descending=descending,
-                           wrap=lambda p: _PRNode(p, self))
+                           wrap=lambda p: PRNode(p, self))
 
 
-class _QueryRoot:
+class QueryRoot:
     def __init__(self, ctx: RequestContext) -> None:
         self._ctx = ctx
 
     def repository(self, _info: Any, owner: str, name: str, followRenames: bool = True  # noqa: N803
-                   ) -> _RepoNode:
+                   ) -> RepoNode:
         repo = self._ctx.fixtures.get_repo(f"{owner}/{name}")
         if repo is None or not repo.visible(self._ctx.token):
             raise GraphQLError(f"Could not resolve to a Repository with the name '{owner}/{name}'.",
                                extensions={"type": "NOT_FOUND"})
-        return _RepoNode(repo, self._ctx)
+        return RepoNode(repo, self._ctx)
 
     def rateLimit(self, _info: Any, dryRun: bool = False) -> dict[str, Any]:  # noqa: N802,N803
         return dict(self._ctx.rate)
@@ -596,7 +608,7 @@ class _QueryRoot:
                 repos = self._ctx.fixtures.search(query, token=self._ctx.token)
             except SearchQueryError:
                 repos = []
-        reachable = [(i, _RepoNode(r, self._ctx)) for i, r in enumerate(repos[:SEARCH_CAP])]
+        reachable = [(i, RepoNode(r, self._ctx)) for i, r in enumerate(repos[:SEARCH_CAP])]
 
         def decode(cursor: str) -> int:
             text = _unb64(cursor)
@@ -660,7 +672,7 @@ class GraphQLEngine:
     def execute(self, plan: QueryPlan, ctx: RequestContext) -> dict[str, Any]:
         """Run a prepared query; returns the JSON body (``data`` and maybe ``errors``)."""
         with self.fixtures.lock:
-            result = execute_sync(self.schema, plan.document, root_value=_QueryRoot(ctx),
+            result = execute_sync(self.schema, plan.document, root_value=QueryRoot(ctx),
                                   variable_values=plan.variables, operation_name=plan.operation_name)
         body: dict[str, Any] = {"data": result.data}
         if result.errors:
