@@ -63,9 +63,23 @@ def scrub(text: str | None) -> str:
             text = rx.sub(lambda m, k=kind: m.group("pre") + f"[REDACTED:{k}]", text)
         else:
             text = rx.sub(f"[REDACTED:{kind}]", text)
-    return _ASSIGN.sub(
+    text = _ASSIGN.sub(
         lambda m: m.group("pre") + "[REDACTED:assignment]" if _looks_secret(m.group("secret"))
         else m.group(0), text)
+    return _LONG_TOKEN.sub(lambda m: "[REDACTED:high_entropy]" if _random_looking(m.group(0))
+                           else m.group(0), text)
+
+
+_LONG_TOKEN = re.compile(r"(?<![\w/+=-])[A-Za-z0-9+/=_\-]{30,}(?![\w/+=-])")
+
+
+def _random_looking(token: str) -> bool:
+    """A long token of mixed case and digits with high entropy: a key, not a word, a path or
+    a commit id (hex-only strings are left alone)."""
+    if re.fullmatch(r"[0-9a-f]+|[0-9A-F]+", token):
+        return False
+    return (bool(re.search(r"\d", token)) and bool(re.search(r"[a-z]", token))
+            and bool(re.search(r"[A-Z]", token)) and entropy(token) >= 4.0)
 
 
 # ---------------------------------------------------------------- fencing

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import openai
 from tenacity import (RetryCallState, retry, retry_if_exception, stop_after_attempt,
-                      wait_exponential_jitter)
+                      wait_exponential, wait_random)
 
 from ..errors import ConfigError, RewriteError
 
@@ -81,7 +81,7 @@ class _WaitRetryAfter:
 
     def __init__(self, max_wait: float):
         self.max_wait = max_wait
-        self.fallback = wait_exponential_jitter(initial=0.5, max=min(30.0, max_wait))
+        self.fallback = wait_exponential(multiplier=0.5, max=min(30.0, max_wait)) + wait_random(0, 0.5)
 
     def __call__(self, state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None
