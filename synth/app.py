@@ -18,9 +18,10 @@ from . import queue as q
 from .config import Settings
 from .errors import ConfigError
 from .filtering import INFO_CODES, Rules, analyze, decide, load_rules
-from .models import RunSummary
+from .models import DedupeResult, RunSummary
 from .paths import demo_dir
 from .pipeline import GitRepoSource, Pipeline, RunOptions, TemplateRewriter
+from .exclusions import load_exclusions
 from .runlock import RunLock
 
 log = logging.getLogger("synth")
@@ -91,6 +92,7 @@ def make_rewriter(settings: Settings, req: RunRequest, rules: Rules):
 def _run_locked(settings, req, rules, queue, stop, progress) -> RunSummary:
     rewriter = make_rewriter(settings, req, rules) if req.rewrite else None
     opts = RunOptions(batch_size=settings.run.batch_size,
+                      exclusions=load_exclusions(settings.filters.exclude_file),
                       limit=settings.run.limit if req.limit is None else req.limit,
                       rewrite=req.rewrite, config_hash=settings.config_hash(),
                       stop=stop, progress=progress)
@@ -217,3 +219,10 @@ def init_config(path: str, force: bool = False) -> Path:
         raise ConfigError(f"{target} exists; pass --force to overwrite it")
     target.write_text(SAMPLE, encoding="utf-8")
     return target
+
+
+# ---------------------------------------------------------------- dedupe
+
+def dedupe(settings: Settings, threshold: float = 0.8) -> DedupeResult:
+    """Flag near-duplicate tasks (query text, and PR patches) with the id of their twin."""
+    return q.dedupe_tasks(open_queue(settings), threshold)

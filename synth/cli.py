@@ -20,6 +20,7 @@ from pathlib import Path
 
 from . import app, config, export as export_mod, review as review_mod
 from .errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, SynthError
+from .exclusions import load_exclusions
 from .progress import Progress, setup_logging
 
 log = logging.getLogger("synth")
@@ -170,7 +171,8 @@ def cmd_review_action(args, settings) -> int:
 def cmd_export(args, settings) -> int:
     since = date.fromisoformat(args.since) if args.since else None
     res = export_mod.export(app.open_queue(settings), Path(args.out), args.format, since,
-                            args.split_by_repo, args.style)
+                            args.split_by_repo, args.style,
+                            exclude=load_exclusions(settings.filters.exclude_file))
     print(f"exported {res.count} approved task(s) to {args.out}")
     for f in res.files:
         print(f"  {f}")

@@ -201,7 +201,8 @@ def _python_code_flags(lines: list[str]) -> list[bool] | None:
             if tok.type == tokenize.NEWLINE:
                 prev_significant = tokenize.NEWLINE
             continue
-        if tok.type == tokenize.STRING and prev_significant in (tokenize.NEWLINE, tokenize.INDENT):
+        if tok.type == tokenize.STRING and prev_significant in (tokenize.NEWLINE, tokenize.INDENT) \
+                and _TRIPLE.match(tok.string):
             nxt = next((t for t in toks[i + 1:] if t.type not in (tokenize.COMMENT,)), None)
             if nxt is None or nxt.type in (tokenize.NEWLINE, tokenize.NL, tokenize.ENDMARKER):
                 prev_significant = tok.type
@@ -211,6 +212,9 @@ def _python_code_flags(lines: list[str]) -> list[bool] | None:
             if 0 < row <= len(flags):
                 flags[row - 1] = True
     return flags
+
+
+_TRIPLE = re.compile(r"^[rRbBuUfF]{0,2}(\"\"\"|\'\'\')")
 
 
 def _dedent(lines: list[str]) -> list[str]:

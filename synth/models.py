@@ -296,3 +296,9 @@ class RunSummary:
 
     def inc(self, key: str, n: int = 1) -> None:
         self.counts[key] = self.counts.get(key, 0) + n
+
+
+@dataclass(slots=True)
+class DedupeResult:
+    signed: int = 0  # tasks that got signatures now
+    flagged: dict[str, int] = field(default_factory=dict)  # kind -> tasks flagged as twins

@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 from typing import Callable, Iterable, Iterator, Protocol
 
 from . import queue as q
-from .errors import SourceError, SynthError
+from .errors import QueueBusy, SourceError, SynthError
 from .filtering import INFO_CODES, Rules, decide
 from .models import Batch, Cursor, Decision, Failure, PullRequest, Repo, RunSummary, Task
 
@@ -63,6 +63,8 @@ class RunOptions:
     config_hash: str | None = None
     source_label: str = ""
     stop: Callable[[], bool] = lambda: False  # asked between batches (signals)
+    exclusions: frozenset = frozenset()  # (repo, number) kept out of rewriting
+    dedupe: bool = True  # flag near-duplicate tasks at the end of a run that wrote tasks
     progress: Callable[[str, int, int | None], None] | None = None
 
 
@@ -119,6 +121,8 @@ class Pipeline:
                 if self.opt.stop():
                     break
                 self._crawl(source)
+            if s.counts.get("rewrite/tasks") and self.opt.dedupe and not self.opt.stop():
+                self._dedupe()
             if self.opt.stop():
                 s.status = "interrupted"
             elif any(not f.transient and f.stage == "source" for f in s.failures) or any(
@@ -152,7 +156,8 @@ class Pipeline:
         if not self.rewriter:
             return
         r = self.rewriter
-        keys = q.pending_rewrites(self.queue, r.name, r.model, r.prompt_version)
+        keys = [k for k in q.pending_rewrites(self.queue, r.name, r.model, r.prompt_version)
+                if k not in self.opt.exclusions]
         if not keys:
             return
         licenses = q.repo_licenses(self.queue)
@@ -213,6 +218,9 @@ class Pipeline:
         for pr in sb.prs:
             s.inc("source/prs")
             d = decide(pr, self.rules)
+            if pr.key in self.opt.exclusions:
+                d = Decision(pr.repo, pr.number, False, ("excluded",) + tuple(
+                    r for r in d.reasons if r != "substantive"), d.filter_version, d.metrics)
             batch.decisions.append(d)
             _count_decision(s, d)
             if d.kept:
@@ -245,6 +253,17 @@ class Pipeline:
                 s.inc("llm/tokens/in", result.usage.prompt_tokens)
                 s.inc("llm/tokens/out", result.usage.completion_tokens)
                 s.inc("llm/calls", result.usage.calls)
+
+    def _dedupe(self) -> None:
+        try:
+            res = q.dedupe_tasks(self.queue)
+        except QueueBusy:
+            log.warning("near-duplicate check skipped: the queue is busy (run `synth dedupe`)")
+            return
+        for kind, n in res.flagged.items():
+            self.summary.counts[f"dedupe/flagged/{kind}"] = n
+        self._stage_line(f"dedupe: {res.signed} new tasks signed, "
+                         f"{sum(res.flagged.values())} tasks flagged as near-duplicates")
 
     def _fail(self, f: Failure) -> None:
         self.summary.failures.append(f)

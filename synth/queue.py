@@ -27,9 +27,9 @@ from typing import Any, Iterator
 import duckdb
 
 from .errors import QueueBusy, QueueError, SQLError
-from .models import Batch, Decision, Failure, PullRequest, Repo, Task
+from .models import Batch, DedupeResult, Decision, Failure, PullRequest, Repo, Task
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 TABLES = ("repos", "pull_requests", "pr_files", "decisions", "tasks", "failures", "cursors", "runs",
           "resolved")
 
@@ -48,32 +48,49 @@ def _ts(value: datetime | None) -> str | None:
 
 # ---------------------------------------------------------------- migrations
 
-def _migration_1(con: duckdb.DuckDBPyConnection) -> None:
+def _schema(con: duckdb.DuckDBPyConnection) -> None:
+    """schema.sql is the whole current schema, every statement idempotent."""
     con.execute(resources.files("synth").joinpath("schema.sql").read_text())
 
 
+def _upgrade_2(con: duckdb.DuckDBPyConnection) -> None:
+    """Curation: near-duplicate flags on tasks, task revisions, the HTTP cache,
+    reviewer_stats."""
+    for col, typ in (("dup_of", "VARCHAR"), ("dup_kind", "VARCHAR"), ("dup_similarity", "DOUBLE")):
+        con.execute(f"ALTER TABLE tasks ADD COLUMN IF NOT EXISTS {col} {typ}")
+    _schema(con)
+
+
+# (version, name, upgrade): a new file runs schema.sql and records every version; an older
+# file runs the upgrades it lacks, each in its own transaction.
 MIGRATIONS: list[tuple[int, str, Any]] = [
-    (1, "initial schema", _migration_1),
+    (1, "initial schema", _schema),
+    (2, "curation: duplicates, revisions, http cache, reviewer_stats", _upgrade_2),
 ]
 
 
 def migrate(con: duckdb.DuckDBPyConnection) -> int:
-    """Apply pending migrations, each in its own transaction. Returns the schema version."""
+    """Bring the file to the current schema. Returns the schema version."""
     con.execute("CREATE TABLE IF NOT EXISTS schema_migrations ("
                 "version INTEGER PRIMARY KEY, name VARCHAR, applied_at TIMESTAMP)")
     done = {v for (v,) in con.execute("SELECT version FROM schema_migrations").fetchall()}
-    for version, name, fn in MIGRATIONS:
-        if version in done:
-            continue
-        con.execute("BEGIN TRANSACTION")
-        try:
-            fn(con)
+    pending = [m for m in MIGRATIONS if m[0] not in done]
+    if not pending:
+        return SCHEMA_VERSION
+    con.execute("BEGIN TRANSACTION")
+    try:
+        if not done:
+            _schema(con)
+        else:
+            for _, _, upgrade in pending:
+                upgrade(con)
+        for version, name, _ in pending:
             con.execute("INSERT INTO schema_migrations VALUES (?, ?, ?)", [version, name, utcnow()])
-            con.execute("COMMIT")
-        except Exception:
-            con.execute("ROLLBACK")
-            raise
-    return max([v for v, _, _ in MIGRATIONS])
+        con.execute("COMMIT")
+    except Exception:
+        con.execute("ROLLBACK")
+        raise
+    return SCHEMA_VERSION
 
 
 # ---------------------------------------------------------------- batch -> rows
@@ -493,3 +510,57 @@ def mark_abandoned_runs(queue: Queue, current_run_id: str) -> int:
             return n
     except QueueBusy:
         return 0
+
+
+def dedupe_tasks(queue: Queue, threshold: float = 0.8):
+    """Sign tasks that have no MinHash signature yet, then flag every task whose query or
+    patch is a near-copy of an older task's. Signatures are stored, so a run pays only for
+    its new tasks."""
+    from .dedupe import shingles, signature, twins_from_signatures
+    from .diffs import changed_lines
+    res = DedupeResult()
+    if not queue.path.exists():
+        return res
+    with queue.connect(wait=queue.busy_timeout) as con:
+        todo = con.execute(
+            "SELECT t.task_id, t.query, t.repo, t.number FROM tasks t WHERE NOT EXISTS ("
+            "SELECT 1 FROM task_signatures s WHERE s.task_id = t.task_id)").fetchall()
+        patches: dict[tuple[str, int], list[str]] = {}
+        if todo:
+            rows = con.execute(
+                "SELECT f.repo, f.number, f.patch FROM pr_files f JOIN (SELECT DISTINCT repo, number "
+                "FROM tasks t WHERE NOT EXISTS (SELECT 1 FROM task_signatures s WHERE "
+                "s.task_id = t.task_id)) USING (repo, number) WHERE f.patch IS NOT NULL").fetchall()
+            for repo, number, patch in rows:
+                patches.setdefault((repo, number), []).extend(changed_lines(patch)[0])
+        new_rows = []
+        for task_id, query, repo, number in todo:
+            new_rows.append((task_id, "query", signature(shingles(query or ""))))
+            new_rows.append((task_id, "patch", signature(shingles("\n".join(
+                patches.get((repo, number), []))))))
+        con.execute("BEGIN TRANSACTION")
+        try:
+            if new_rows:
+                con.executemany("INSERT OR REPLACE INTO task_signatures VALUES (?, ?, ?)",
+                                [[t, k, list(s) if s else None] for t, k, s in new_rows])
+            res.signed = len(todo)
+            best: dict[str, tuple[str, str, float]] = {}
+            for kind in ("query", "patch"):
+                items = con.execute(
+                    "SELECT s.task_id, s.sig FROM task_signatures s JOIN tasks t USING (task_id) "
+                    "WHERE s.kind = ? ORDER BY t.created_at, t.task_id", [kind]).fetchall()
+                for tw in twins_from_signatures(items, threshold):
+                    if tw.item not in best or tw.similarity > best[tw.item][2]:
+                        best[tw.item] = (tw.twin_of, kind, tw.similarity)
+            con.execute("UPDATE tasks SET dup_of = NULL, dup_kind = NULL, dup_similarity = NULL "
+                        "WHERE dup_of IS NOT NULL")
+            if best:
+                con.executemany("UPDATE tasks SET dup_of = ?, dup_kind = ?, dup_similarity = ? "
+                                "WHERE task_id = ?", [[a, k, s, t] for t, (a, k, s) in best.items()])
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        for _, kind, _ in best.values():
+            res.flagged[kind] = res.flagged.get(kind, 0) + 1
+    return res

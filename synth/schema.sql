@@ -1,4 +1,5 @@
--- synth queue schema, version 1: the contract curators write SQL against.
+-- synth queue schema, version 2: the contract curators write SQL against.
+-- Every statement is idempotent; upgrades of older files live in queue.py (MIGRATIONS).
 -- Column names are public API: change them only with a migration and a README note.
 
 CREATE TABLE IF NOT EXISTS repos (
@@ -95,7 +96,37 @@ CREATE TABLE IF NOT EXISTS tasks (
     revision        INTEGER NOT NULL DEFAULT 0,
     created_at      TIMESTAMP NOT NULL,
     updated_at      TIMESTAMP NOT NULL,
-    run_id          VARCHAR
+    run_id          VARCHAR,
+    dup_of          VARCHAR,                  -- task_id of a near-duplicate twin (the older one)
+    dup_kind        VARCHAR,                  -- query | patch: what was near-identical
+    dup_similarity  DOUBLE                    -- estimated Jaccard similarity with the twin
+);
+
+-- Every edit of a task keeps the content it replaced: revision 0 is what the rewriter wrote.
+CREATE TABLE IF NOT EXISTS task_revisions (
+    task_id         VARCHAR NOT NULL,
+    revision        INTEGER NOT NULL,
+    content         JSON NOT NULL,            -- the task fields as they were
+    editor          VARCHAR,
+    note            VARCHAR,
+    saved_at        TIMESTAMP NOT NULL,
+    PRIMARY KEY (task_id, revision)
+);
+
+-- MinHash signatures for near-duplicate detection, computed once per task.
+CREATE TABLE IF NOT EXISTS task_signatures (
+    task_id         VARCHAR NOT NULL,
+    kind            VARCHAR NOT NULL,         -- query | patch
+    sig             UBIGINT[],                -- NULL when there is nothing to compare
+    PRIMARY KEY (task_id, kind)
+);
+
+-- Conditional-request cache for GitHub REST: an unchanged resource costs a 304.
+CREATE TABLE IF NOT EXISTS http_cache (
+    url             VARCHAR PRIMARY KEY,
+    etag            VARCHAR NOT NULL,
+    body            JSON,
+    fetched_at      TIMESTAMP NOT NULL
 );
 
 -- Append-only audit log of every review action.
@@ -177,3 +208,17 @@ FROM tasks t
 JOIN pull_requests p USING (repo, number)
 LEFT JOIN repos r USING (repo)
 WHERE t.status = 'approved';
+
+CREATE OR REPLACE VIEW reviewer_stats AS
+SELECT reviewer,
+       count(*) AS actions,
+       count(DISTINCT task_id) AS tasks,
+       count(*) FILTER (WHERE action = 'approve') AS approvals,
+       count(*) FILTER (WHERE action = 'reject') AS rejections,
+       count(*) FILTER (WHERE action = 'needs-edit') AS needs_edit,
+       count(*) FILTER (WHERE action = 'skip') AS skips,
+       count(*) FILTER (WHERE action = 'edit') AS edits,
+       min(acted_at) AS first_action_at,
+       max(acted_at) AS last_action_at
+FROM review_events
+GROUP BY reviewer;

@@ -925,15 +925,21 @@ def search_repositories(repos: Iterable[Repo], q: str, *, token: str | None = No
                 "topic": set(r.topics), "user": {r.owner.lower()}}
 
     def keep(r: Repo) -> bool:
-        if not r.visible(token) or not all(p(r) for p in preds):
+        if r.private and not r.visible(token):
             return False
-        fac = facets(r)
-        if any(not (fac[k] & v) for k, v in any_of.items()):
-            return False
-        if any(fac[k] & v for k, v in none_of.items()):
-            return False
-        text = f"{r.name} {r.description or ''}".lower()
-        return all(w in text for w in words)
+        for pred in preds:
+            if not pred(r):
+                return False
+        if any_of or none_of:
+            fac = facets(r)
+            if any(not (fac[k] & v) for k, v in any_of.items()):
+                return False
+            if any(fac[k] & v for k, v in none_of.items()):
+                return False
+        if words:
+            text = f"{r.name} {r.description or ''}".lower()
+            return all(w in text for w in words)
+        return True
 
     sort_key: Callable[[Repo], object] = {
         "forks": lambda r: r.forks, "updated": lambda r: r.pushed_at,

@@ -608,7 +608,7 @@ class QueryRoot:
                 repos = self._ctx.fixtures.search(query, token=self._ctx.token)
             except SearchQueryError:
                 repos = []
-        reachable = [(i, RepoNode(r, self._ctx)) for i, r in enumerate(repos[:SEARCH_CAP])]
+        reachable = list(enumerate(repos[:SEARCH_CAP]))
 
         def decode(cursor: str) -> int:
             text = _unb64(cursor)
@@ -617,7 +617,8 @@ class QueryRoot:
             return int(text.split(":")[1]) - 1
 
         conn = _connection(reachable, first=first, last=last, after=after, before=before,
-                           encode=lambda i: _b64(f"cursor:{i + 1}"), decode=decode)
+                           encode=lambda i: _b64(f"cursor:{i + 1}"), decode=decode,
+                           wrap=lambda r: RepoNode(r, self._ctx))
         for edge in conn["edges"]:
             edge["textMatches"] = []
         conn.pop("totalCount")

@@ -253,7 +253,12 @@ class _Handler(BaseHTTPRequestHandler):
     server_version = "GitHub.com"
     sys_version = ""
     timeout = 30
+    wbufsize = -1  # buffer headers and body into one send (no Nagle/delayed-ACK stalls)
     server: _Server
+
+    def setup(self) -> None:
+        super().setup()
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def _dispatch(self) -> None:
         self.server.standin._handle(self)  # noqa: SLF001
