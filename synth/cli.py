@@ -168,6 +168,106 @@ def cmd_review_action(args, settings) -> int:
     return EXIT_OK
 
 
+def cmd_review_list(args, settings) -> int:
+    cols, rows = review_mod.list_tasks(app.open_queue(settings), args.where, args.limit)
+    print(format_rows(cols, rows, args.format))
+    return EXIT_OK
+
+
+def cmd_review_show(args, settings) -> int:
+    t = review_mod.show_task(app.open_queue(settings), args.task_id)
+    if args.format == "json":
+        print(json.dumps(t, default=_jsonable, indent=2))
+        return EXIT_OK
+    print(f"{t['task_id']}  [{t['status']}]  {t['title']}")
+    print(f"  PR {t['repo']}#{t['number']}: {t['pr_url']}")
+    print(f"  base {t['base_sha']}  merge {t['merge_sha']}")
+    print(f"  {t['category']}, {t['difficulty']}, confidence {t['confidence']}, "
+          f"judge {t['judge_score'] if t['judge_score'] is not None else '-'}, "
+          f"rewriter {t['rewriter']}{' (' + t['model'] + ')' if t['model'] else ''}, "
+          f"prompt {t['prompt_version']}, revision {t['revision']}")
+    if t["flags"]:
+        print(f"  flags: {', '.join(t['flags'])}")
+    if t.get("dup_of"):
+        print(f"  near-duplicate of {t['dup_of']} ({t['dup_kind']}, similarity {t['dup_similarity']:.2f})")
+    if t["decision"]:
+        print(f"  filter: {'kept' if t['decision']['kept'] else 'dropped'} "
+              f"({', '.join(t['decision']['reasons'])})")
+    print("\nBackground:\n" + _indent(t["background"]))
+    print("\nRequest:\n" + _indent(t["query"]))
+    subtasks = json.loads(t["subtasks"]) if isinstance(t["subtasks"], str) else t["subtasks"]
+    for i, st in enumerate(subtasks, 1):
+        print(f"\nSubtask {i}: {st['title']}\n  Goal: {st['goal']}")
+        for key, label in (("constraints", "Constraints"), ("deliverables", "Deliverables"),
+                           ("acceptance_criteria", "Acceptance criteria")):
+            print(f"  {label}:")
+            for item in st[key]:
+                print(f"    - {item}")
+    print(f"\nFiles ({len(t['files'])}):")
+    for path, status, a, d in t["files"]:
+        print(f"  {status:<9} +{a:<5} -{d:<5} {path}")
+    if t["events"]:
+        print("\nReview history:")
+        for at, who, action, before, after, note in t["events"]:
+            print(f"  {at:%Y-%m-%d %H:%M} {who}: {action} ({before} -> {after})"
+                  + (f" \"{note}\"" if note else ""))
+    return EXIT_OK
+
+
+def _indent(text: str) -> str:
+    return "\n".join("  " + line for line in (text or "").splitlines())
+
+
+def cmd_review_edit(args, settings) -> int:
+    queue = app.open_queue(settings)
+    if args.file:
+        edited = Path(args.file).read_text(encoding="utf-8")
+    else:
+        current = review_mod.task_content(review_mod.show_task(queue, args.task_id))
+        edited = _edit_in_editor(json.dumps(current, indent=2, ensure_ascii=False) + "\n")
+    revision = review_mod.save_edit(queue, args.task_id, edited, args.reviewer, args.note)
+    print(f"{args.task_id}: saved as revision {revision}")
+    return EXIT_OK
+
+
+def _edit_in_editor(text: str) -> str:
+    import os
+    import shlex
+    import subprocess
+    import tempfile
+    editor = os.environ.get("VISUAL") or os.environ.get("EDITOR") or "vi"
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False, encoding="utf-8") as fh:
+        fh.write(text)
+        path = fh.name
+    try:
+        code = subprocess.call([*shlex.split(editor), path])
+        if code != 0:
+            raise review_mod.ReviewError(f"the editor ({editor}) exited with {code}; nothing saved")
+        return Path(path).read_text(encoding="utf-8")
+    finally:
+        Path(path).unlink(missing_ok=True)
+
+
+def cmd_review_agreement(args, settings) -> int:
+    from .agreement import agreement
+    pairs, fleiss = agreement(review_mod.ratings(app.open_queue(settings)))
+    if not pairs:
+        print("no two reviewers have rated the same task yet")
+        return EXIT_OK
+    print("reviewer pair                      tasks   Cohen's kappa")
+    for a, b, n, k in pairs:
+        print(f"  {a + ' / ' + b:<32} {n:>5}   {'n/a' if k is None else f'{k:.3f}'}")
+    print(f"Fleiss' kappa (tasks with 2+ reviewers): {'n/a' if fleiss is None else f'{fleiss:.3f}'}")
+    return EXIT_OK
+
+
+def cmd_dedupe(args, settings) -> int:
+    res = app.dedupe(settings, args.threshold)
+    print(f"signed {res.signed} new task(s); near-duplicates flagged: "
+          f"{res.flagged.get('query', 0)} by query text, {res.flagged.get('patch', 0)} by patch")
+    return EXIT_OK
+
+
 def cmd_export(args, settings) -> int:
     since = date.fromisoformat(args.since) if args.since else None
     res = export_mod.export(app.open_queue(settings), Path(args.out), args.format, since,
@@ -301,6 +401,31 @@ def build_parser() -> argparse.ArgumentParser:
         a.add_argument("--reviewer", required=True, metavar="NAME")
         a.add_argument("--note", metavar="TEXT")
         a.set_defaults(func=cmd_review_action)
+    ls = rsub.add_parser("list", parents=[common], help="list tasks (pending by default)",
+                         description="Tasks, best first; pending ones unless --where says otherwise.")
+    ls.add_argument("--where", metavar="PREDICATE", help="SQL predicate over the tasks table")
+    ls.add_argument("--limit", type=_nonneg_int, default=50, metavar="N")
+    ls.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    ls.set_defaults(func=cmd_review_list)
+    sh = rsub.add_parser("show", parents=[common], help="one task in full",
+                         description="The task, its PR link, files, reason codes, judge score "
+                         "and review history.")
+    sh.add_argument("task_id", metavar="TASK_ID")
+    sh.add_argument("--format", choices=["text", "json"], default="text")
+    sh.set_defaults(func=cmd_review_show)
+    ed = rsub.add_parser("edit", parents=[common], help="edit a task in $EDITOR",
+                         description="Open the task as JSON in $VISUAL/$EDITOR (or read --file), "
+                         "validate it, and store it as a new revision; the original is kept in "
+                         "task_revisions.")
+    ed.add_argument("task_id", metavar="TASK_ID")
+    ed.add_argument("--reviewer", required=True, metavar="NAME")
+    ed.add_argument("--note", metavar="TEXT")
+    ed.add_argument("--file", metavar="FILE", help="take the edited JSON from FILE instead of an editor")
+    ed.set_defaults(func=cmd_review_edit)
+    ag = rsub.add_parser("agreement", parents=[common], help="inter-reviewer agreement",
+                         description="Cohen's kappa per reviewer pair and Fleiss' kappa overall, "
+                         "over each reviewer's latest verdict per task.")
+    ag.set_defaults(func=cmd_review_agreement)
 
     e = sub.add_parser("export", parents=[common], help="write approved tasks as a dataset",
                        description="Write approved tasks with provenance, a dataset card and a manifest.")
@@ -332,6 +457,13 @@ def build_parser() -> argparse.ArgumentParser:
                          "substantive. The PRs must be in the queue.")
     ev.add_argument("labels", metavar="LABELS.tsv")
     ev.set_defaults(func=cmd_filters_eval)
+
+    dd = sub.add_parser("dedupe", parents=[common], help="flag near-duplicate tasks",
+                        description="Flag tasks whose query text or PR patch is a near-copy of "
+                        "an older task's (MinHash); sets tasks.dup_of. Runs run it too.")
+    dd.add_argument("--threshold", type=float, default=0.8, metavar="J",
+                    help="estimated Jaccard similarity that makes a twin (default 0.8)")
+    dd.set_defaults(func=cmd_dedupe)
 
     st = sub.add_parser("stats", parents=[common], help="print the funnel",
                         description="Repositories, PRs, kept and dropped, tasks by status.")

@@ -10,6 +10,7 @@ reviewers' latest action on it is an approval; until then it stays ``pending``.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
@@ -78,3 +79,117 @@ def apply_action(queue: Queue, action: str, task_ids: list[str], reviewer: str,
                             [after, now, tid])
                 changed += 1
     return ReviewResult(action, changed, len(task_ids), task_ids)
+
+
+# ---------------------------------------------------------------- list, show, edit
+
+LIST_COLUMNS = ("task_id", "repo", "number", "title", "category", "difficulty", "status",
+                "judge_score", "confidence", "rewriter", "dup_of")
+
+
+def list_tasks(queue: Queue, where: str | None = None, limit: int = 50) -> tuple[list[str], list[tuple]]:
+    sql = (f"SELECT {', '.join(LIST_COLUMNS)} FROM tasks"
+           + (f" WHERE ({where})" if where else " WHERE status = 'pending'")
+           + " ORDER BY judge_score DESC NULLS LAST, confidence DESC NULLS LAST, created_at, task_id"
+           + f" LIMIT {int(limit)}")
+    try:
+        return queue.query(sql, wait=queue.busy_timeout)
+    except SQLError as exc:
+        raise ReviewError(f"--where is not a valid predicate over the tasks table: "
+                          f"{exc.message.removeprefix('SQL error: ')}") from None
+
+
+def show_task(queue: Queue, task_id: str) -> dict:
+    cols, rows = queue.query("SELECT t.*, p.url AS pr_url, p.base_sha, p.merge_sha FROM tasks t "
+                             "JOIN pull_requests p USING (repo, number) WHERE t.task_id = ?",
+                             [task_id], wait=queue.busy_timeout)
+    if not rows:
+        raise ReviewError(f"no task with id {task_id}")
+    task = dict(zip(cols, rows[0]))
+    _, drows = queue.query("SELECT kept, reasons, filter_version FROM candidates "
+                           "WHERE repo = ? AND number = ?", [task["repo"], task["number"]])
+    _, files = queue.query("SELECT path, status, additions, deletions FROM pr_files "
+                           "WHERE repo = ? AND number = ? ORDER BY path",
+                           [task["repo"], task["number"]])
+    _, events = queue.query("SELECT acted_at, reviewer, action, status_before, status_after, note "
+                            "FROM review_events WHERE task_id = ? ORDER BY event_id", [task_id])
+    task["decision"] = dict(zip(("kept", "reasons", "filter_version"), drows[0])) if drows else None
+    task["files"] = files
+    task["events"] = events
+    return task
+
+
+EDITABLE = ("title", "category", "background", "query", "subtasks", "modified_files",
+            "related_files", "difficulty", "flags", "confidence")
+
+
+def task_content(task: dict) -> dict:
+    """The editable task fields as a TaskSpec-shaped dict."""
+    out = {k: task[k] for k in EDITABLE}
+    if isinstance(out["subtasks"], str):
+        out["subtasks"] = json.loads(out["subtasks"])
+    for k in ("modified_files", "related_files", "flags"):
+        out[k] = list(out[k] or [])
+    return out
+
+
+def save_edit(queue: Queue, task_id: str, edited_text: str, editor: str,
+              note: str | None = None) -> int:
+    """Validate an edited task (JSON) and store it as a new revision, keeping the one it
+    replaces in task_revisions. Returns the new revision number."""
+    from pydantic import ValidationError
+    from .models import TaskSpec
+    try:
+        data = json.loads(edited_text)
+    except ValueError as exc:
+        raise ReviewError(f"the edited task is not valid JSON: {exc}") from None
+    try:
+        spec = TaskSpec.model_validate(data)
+    except ValidationError as exc:
+        errs = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:8])
+        raise ReviewError(f"the edited task does not validate: {errs}") from None
+    if not editor or not editor.strip():
+        raise ReviewError("--reviewer NAME is required: every edit is recorded with who made it")
+    now = datetime.now(timezone.utc).replace(tzinfo=None)
+    with queue.transaction() as con:
+        cur = con.execute(f"SELECT revision, status, {', '.join(EDITABLE)} FROM tasks "
+                          "WHERE task_id = ?", [task_id])
+        row = cur.fetchone()
+        if row is None:
+            raise ReviewError(f"no task with id {task_id}")
+        revision, status = row[0], row[1]
+        old = task_content(dict(zip(EDITABLE, row[2:])))
+        new = spec.model_dump()
+        if new == old:
+            return revision
+        con.execute("INSERT OR IGNORE INTO task_revisions VALUES (?, ?, ?, ?, ?, ?)",
+                    [task_id, revision, json.dumps(old), None, None, now])
+        con.execute(
+            "UPDATE tasks SET title = ?, category = ?, background = ?, query = ?, subtasks = ?, "
+            "modified_files = ?, related_files = ?, difficulty = ?, flags = ?, confidence = ?, "
+            "revision = ?, updated_at = ? WHERE task_id = ?",
+            [new["title"], new["category"], new["background"], new["query"],
+             json.dumps(new["subtasks"]), new["modified_files"], new["related_files"],
+             new["difficulty"], new["flags"], new["confidence"], revision + 1, now, task_id])
+        con.execute("INSERT INTO task_revisions VALUES (?, ?, ?, ?, ?, ?)",
+                    [task_id, revision + 1, json.dumps(new), editor.strip(), note, now])
+        con.execute("DELETE FROM task_signatures WHERE task_id = ?", [task_id])
+        after = "pending" if status == "needs_edit" else status  # edited: back for review
+        if after != status:
+            con.execute("UPDATE tasks SET status = ? WHERE task_id = ?", [after, task_id])
+        con.execute("INSERT INTO review_events (task_id, reviewer, action, note, status_before, "
+                    "status_after, acted_at) VALUES (?, ?, 'edit', ?, ?, ?, ?)",
+                    [task_id, editor.strip(), note, status, after, now])
+    return revision + 1
+
+
+def ratings(queue: Queue) -> dict[str, dict[str, str]]:
+    """Each reviewer's latest verdict per task: {task_id: {reviewer: action}}."""
+    _, rows = queue.query(
+        "SELECT task_id, reviewer, arg_max(action, event_id) FROM review_events "
+        "WHERE action IN ('approve', 'reject', 'needs-edit', 'skip') GROUP BY task_id, reviewer",
+        wait=queue.busy_timeout)
+    out: dict[str, dict[str, str]] = {}
+    for task_id, reviewer, action in rows:
+        out.setdefault(task_id, {})[reviewer] = action
+    return out

@@ -910,7 +910,8 @@ def search_repositories(repos: Iterable[Repo], q: str, *, token: str | None = No
             if val.lower() == "true":
                 preds.append(lambda r: False)
         elif key == "repo":
-            preds.append(lambda r, v=val.lower(): r.full_name.lower() == v)
+            wanted = val.lower()
+            preds.append(lambda r, v=wanted: r.full_name.lower() == v)
         else:
             words.append(term.lower())
     if include_forks == "only":
@@ -1079,7 +1080,8 @@ class _RepoGen:
                                  "ci: upload coverage reports"])
         files = [self.text_file(".github/workflows/ci.yml", self.rng.randint(1, 12), self.rng.randint(0, 6))]
         if self.rng.random() < 0.3:
-            files.append(self.text_file(".github/workflows/release.yml", self.rng.randint(1, 4), self.rng.randint(1, 4)))
+            files.append(self.text_file(".github/workflows/release.yml",
+                                        self.rng.randint(1, 4), self.rng.randint(1, 4)))
         return dict(title=title, files=files, labels=["ci"], summary="Tweak the CI workflow.", testing=False)
 
     def lockfile(self) -> dict:
@@ -1265,7 +1267,7 @@ def _search_repos(rng: random.Random, n: int, taken: set[str]) -> list[Repo]:
             if f"{owner}/{name}".lower() not in taken:
                 taken.add(f"{owner}/{name}".lower())
                 break
-        stars = int(round(10_000 * 40 ** rng.random()))  # log-uniform over 10k..400k
+        stars = round(10_000 * 40 ** rng.random())  # log-uniform over 10k..400k
         created = datetime(2010, 1, 1, tzinfo=timezone.utc) + timedelta(days=rng.randint(0, 4700))
         pushed = datetime(2023, 6, 1, tzinfo=timezone.utc) + timedelta(minutes=rng.randint(0, 60 * 24 * 600))
         lang = rng.choice(_LANGS_SEARCH)

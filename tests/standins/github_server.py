@@ -16,6 +16,7 @@ token: requests are attributed to ``token#<index>``, ``anonymous`` or ``invalid:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -242,10 +243,8 @@ class _Server(ThreadingHTTPServer):
         with self.sockets_lock:
             sockets = list(self.open_sockets)
         for sock in sockets:
-            try:
+            with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
 
 
 class _Handler(BaseHTTPRequestHandler):
