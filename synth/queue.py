@@ -548,7 +548,9 @@ def dedupe_tasks(queue: Queue, threshold: float = 0.8):
             for kind in ("query", "patch"):
                 items = con.execute(
                     "SELECT s.task_id, s.sig FROM task_signatures s JOIN tasks t USING (task_id) "
-                    "WHERE s.kind = ? ORDER BY t.created_at, t.task_id", [kind]).fetchall()
+                    "LEFT JOIN pull_requests p ON p.repo = t.repo AND p.number = t.number "
+                    "WHERE s.kind = ? ORDER BY p.merged_at NULLS LAST, t.created_at, t.task_id",
+                    [kind]).fetchall()
                 for tw in twins_from_signatures(items, threshold):
                     if tw.item not in best or tw.similarity > best[tw.item][2]:
                         best[tw.item] = (tw.twin_of, kind, tw.similarity)

@@ -456,13 +456,17 @@ def test_graphql_pr_details_bots_files_and_issues(github_standin: GitHubStandIn)
                                           nodes { path additions deletions changeType } }
         closingIssuesReferences(first: 10) { nodes { number title body url } }
       } } }"""
-    pr = gql(gh, q, {"o": repo.owner, "n": repo.name, "num": bot_pr.number}).json()["data"]["repository"]["pullRequest"]
+    def fetch(repo: Repo, number: int, after: str | None = None) -> dict[str, Any]:
+        variables = {"o": repo.owner, "n": repo.name, "num": number, "after": after}
+        return gql(gh, q, variables).json()["data"]["repository"]["pullRequest"]
+
+    pr = fetch(repo, bot_pr.number)
     assert pr["author"] == {"login": "dependabot", "__typename": "Bot"}  # GraphQL drops "[bot]"
     assert pr["labels"]["nodes"][0]["name"] == "dependencies" and pr["mergeCommit"]["oid"] == bot_pr.merge_commit_oid
     assert pr["id"] == bot_pr.node_id and pr["databaseId"] == bot_pr.database_id
 
     repo, issue_pr = repo_with(gh.fixtures, lambda p: bool(p.closing_issues) and p.merged)
-    pr = gql(gh, q, {"o": repo.owner, "n": repo.name, "num": issue_pr.number}).json()["data"]["repository"]["pullRequest"]
+    pr = fetch(repo, issue_pr.number)
     closing = pr["closingIssuesReferences"]["nodes"]
     assert [i["number"] for i in closing] == [i.number for i in issue_pr.closing_issues]
     assert pr["author"]["__typename"] == "User"
@@ -471,8 +475,7 @@ def test_graphql_pr_details_bots_files_and_issues(github_standin: GitHubStandIn)
     big = biggest(repo)
     after, paths = None, []
     while True:
-        page = gql(gh, q, {"o": repo.owner, "n": repo.name, "num": big.number, "after": after}).json()
-        files = page["data"]["repository"]["pullRequest"]["files"]
+        files = fetch(repo, big.number, after)["files"]
         paths += [f["path"] for f in files["nodes"]]
         if not files["pageInfo"]["hasNextPage"]:
             break

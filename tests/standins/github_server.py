@@ -546,6 +546,9 @@ class GitHubStandIn:
             headers={k: v for k, v in ((h, handler.headers.get(h)) for h in _LOGGED_HEADERS) if v is not None},
             token=ident.ref, kind=kind, timestamp=self.clock(),
         )
+        payload = _json_object(raw) if is_graphql else None
+        if payload is not None:  # logged before faults, so fault predicates can look at the query
+            record.graphql = {k: payload.get(k) for k in ("query", "variables", "operationName")}
         with self._lock:
             self._log.append(record)
             self._counts["total"] += 1
@@ -578,7 +581,7 @@ class GitHubStandIn:
             record.fault = fault.kind
             return self._fault_response(fault, ident, resource)
         if record.kind == "graphql":
-            return self._graphql(record, ident, raw)
+            return self._graphql(record, ident, _json_object(raw))
         if route is None:
             resp = _not_found()
             with self._lock:
@@ -682,20 +685,15 @@ class GitHubStandIn:
         return _json_response(200, {"data": None, "errors": [
             {"type": "RATE_LIMITED", "message": f"API rate limit exceeded for user ID {ident.user_id}."}]})
 
-    def _graphql(self, record: RequestRecord, ident: _Identity, raw: bytes) -> _Response:
+    def _graphql(self, record: RequestRecord, ident: _Identity, payload: dict[str, Any] | None) -> _Response:
         if not ident.authenticated:
             return _error(401, "This endpoint requires you to be authenticated.",
                           "https://docs.github.com/graphql/guides/forming-calls-with-graphql#authenticating-with-graphql")
-        try:
-            payload = json.loads(raw or b"null")
-            if not isinstance(payload, dict):
-                raise ValueError("not an object")
-        except ValueError:
+        if payload is None:
             resp = _error(400, "Problems parsing JSON", "https://docs.github.com/graphql")
             with self._lock:
                 resp.headers.update(self._rate_headers(ident, "graphql"))
             return resp
-        record.graphql = {k: payload.get(k) for k in ("query", "variables", "operationName")}
         with self._lock:
             bucket = self._bucket(ident, "graphql")
             exhausted = bucket.remaining <= 0
@@ -1024,6 +1022,15 @@ def _match_route(method: str, path: str) -> tuple[str, Callable[..., _Response],
                 template = "/repos/{o}/{r}" + re.sub(r"/\d+", "/{n}", m.group("rest"))
             return template, fn, m.groupdict()
     return None
+
+
+def _json_object(raw: bytes) -> dict[str, Any] | None:
+    """The request body as a JSON object, or None if it is not one."""
+    try:
+        payload = json.loads(raw or b"null")
+    except ValueError:
+        return None
+    return payload if isinstance(payload, dict) else None
 
 
 def _page_params(query: Mapping[str, str]) -> tuple[int, int]:
