@@ -72,6 +72,8 @@ def load_rules(paths: list[str | Path] | None = None) -> Rules:
             raise ConfigError(f"filter rules not found: {file}") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"filter rules {file} are not valid TOML: {exc}") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"filter rules {file} are not UTF-8 text") from None
         for section, value in data.items():
             if section not in _SECTIONS:
                 raise ConfigError(f"{file}: unknown section [{section}] "

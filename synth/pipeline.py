@@ -98,13 +98,17 @@ class Pipeline:
     def _write(self, batch: Batch) -> None:
         batch.run_id = self.summary.run_id
         batch.run = self._run_row("running")
-        result = self.queue.write(batch)
+        # once the file was found busy, later batches spool quickly instead of each waiting
+        wait = min(0.5, self.queue.busy_timeout) if self.spooled else None
+        result = self.queue.write(batch, wait=wait)
         self.summary.inc("queue/batches")
+        self.spooled = result.spooled
         if result.spooled:
-            self.spooled = result.spooled
             self.summary.counts["queue/spooled_pending"] = result.spooled
         else:
             self.summary.counts.pop("queue/spooled_pending", None)
+        if result.ingested > 1:
+            self.summary.inc("queue/ingested_from_spool", result.ingested - 1)
 
     # -- stages
 
@@ -156,16 +160,24 @@ class Pipeline:
         if not self.rewriter:
             return
         r = self.rewriter
-        keys = [k for k in q.pending_rewrites(self.queue, r.name, r.model, r.prompt_version)
-                if k not in self.opt.exclusions]
+        try:
+            keys = [k for k in q.pending_rewrites(self.queue, r.name, r.model, r.prompt_version)
+                    if k not in self.opt.exclusions]
+            licenses = q.repo_licenses(self.queue) if keys else {}
+        except QueueBusy:
+            log.warning("the queue is busy: the rewrite backlog waits for the next run")
+            return
         if not keys:
             return
-        licenses = q.repo_licenses(self.queue)
         before = self.summary.counts.get("rewrite/tasks", 0)
         for i in range(0, len(keys), self.opt.batch_size):
             if self.opt.stop():
                 return
-            prs = q.load_pull_requests(self.queue, keys[i:i + self.opt.batch_size])
+            try:
+                prs = q.load_pull_requests(self.queue, keys[i:i + self.opt.batch_size])
+            except QueueBusy:
+                log.warning("the queue is busy: the rest of the rewrite backlog waits")
+                return
             batch = Batch()
             self._rewrite(prs, batch, licenses)
             self._write(batch)
@@ -184,6 +196,10 @@ class Pipeline:
             if self.opt.stop():
                 return
             known = q.decided_numbers(self.queue, repo.full_name, self.rules.version)
+            if known is None:
+                log.warning("the queue is busy: %s is read in full (writes are idempotent)",
+                            repo.full_name)
+                known = set()
             s.inc("source/repos")
             self._write(Batch(repos=[repo]))
             licenses = {repo.full_name: repo.license}

@@ -331,19 +331,30 @@ class Queue:
         return sorted(p for p in self.spool_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
 
     def ingest_spool(self, *, wait: float | None = None) -> WriteResult:
-        pending = self.pending_spool()
-        if not pending:
+        if not self.pending_spool():
             return WriteResult(0, 0)
         try:
             with self.connect(wait=wait) as con:
+                # listed again while holding the file: no other process can be ingesting now
                 done = 0
-                for folder in pending:
+                for folder in self.pending_spool():
                     self._ingest_one(con, folder)
                     shutil.rmtree(folder, ignore_errors=True)
                     done += 1
+                self._sweep_partial()
                 return WriteResult(done, 0)
         except QueueBusy:
             return WriteResult(0, len(self.pending_spool()))
+
+    def _sweep_partial(self, older_than: float = 3600.0) -> None:
+        """Remove half-written spool folders a killed process left (never ingested)."""
+        now = time.time()
+        for p in self.spool_dir.glob(".tmp-*"):
+            try:
+                if now - p.stat().st_mtime > older_than:
+                    shutil.rmtree(p, ignore_errors=True)
+            except OSError:
+                pass
 
     def _ingest_one(self, con: duckdb.DuckDBPyConnection, folder: Path) -> None:
         con.execute("BEGIN TRANSACTION")
@@ -450,11 +461,16 @@ def load_pull_requests(queue: Queue, keys: list[tuple[str, int]]) -> list[PullRe
     return [_pr_from_row(prs[k], files.get(k, [])) for k in keys if k in prs]
 
 
-def decided_numbers(queue: Queue, repo: str, filter_version: str) -> set[int]:
+def decided_numbers(queue: Queue, repo: str, filter_version: str) -> set[int] | None:
+    """PR numbers already decided with this filter version; None when the queue is busy
+    (the caller then re-reads everything: writes are idempotent)."""
     if not queue.path.exists():
         return set()
-    _, rows = queue.query("SELECT number FROM decisions WHERE repo = ? AND filter_version = ?",
-                          [repo, filter_version], wait=queue.busy_timeout)
+    try:
+        _, rows = queue.query("SELECT number FROM decisions WHERE repo = ? AND filter_version = ?",
+                              [repo, filter_version], wait=queue.busy_timeout)
+    except QueueBusy:
+        return None
     return {r[0] for r in rows}
 
 

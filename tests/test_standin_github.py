@@ -641,6 +641,12 @@ def test_fault_queue_matching_and_order(github_standin: GitHubStandIn) -> None:
     assert [r.status_code for r in statuses] == [503, 403, 502, 503, 200]
     assert statuses[1].headers["retry-after"] == "7"
     assert not gh.pending_faults and gh.counts["faults"] == 4
+    # A predicate can pick requests by their GraphQL query.
+    gh.fault("504", match=lambda rec: "pullRequests" in ((rec.graphql or {}).get("query") or ""))
+    assert gql(gh, "{ viewer { login } }").status_code == 200
+    variables = {"owner": repo.owner, "name": repo.name, "first": 1, "field": "CREATED_AT", "direction": "ASC"}
+    assert gql(gh, PRS_QUERY, variables).status_code == 504
+    assert gh.requests[-1].fault == "504" and "pullRequests" in gh.requests[-1].graphql["query"]
 
 
 def test_random_fault_rate_is_seeded(github_standin_factory: Any) -> None:

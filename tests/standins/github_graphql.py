@@ -355,6 +355,11 @@ def _strip_markdown(text: str) -> str:
     return text.strip()
 
 
+# Resolver objects. graphql-core's default resolver reads the attribute named like the field
+# (hence the camelCase names) and calls methods with ``(info, **arguments)``; ``__typename``
+# (name-mangled as graphql-core expects) resolves interfaces and unions.
+
+
 class IssueNode:
     __typename = "Issue"
 
