@@ -7,6 +7,7 @@ arguments, calls one of them, and prints what it returns.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import shutil
 import tempfile
@@ -16,7 +17,7 @@ from typing import Iterator
 
 from . import queue as q
 from .config import Settings
-from .errors import ConfigError
+from .errors import ConfigError, SynthError
 from .filtering import INFO_CODES, Rules, analyze, decide, load_rules
 from .models import DedupeResult, RunSummary
 from .paths import demo_dir
@@ -45,6 +46,11 @@ class RunRequest:
     model: str | None = None
     rewriter: str | None = None  # template | llm; default: llm when a model is named
     judge: bool | None = None
+    github: bool = False
+    repos: str | None = None  # comma-separated owner/name
+    repos_file: str | None = None
+    discover: bool | None = None
+    max_requests: int | None = None
 
 
 @contextlib.contextmanager
@@ -101,13 +107,92 @@ def _run_locked(settings, req, rules, queue, stop, progress) -> RunSummary:
         if req.demo:
             path = stack.enter_context(demo_repository())
             sources.append(GitRepoSource(path, label="demo"))
-        for p in req.git or settings.sources.git:
+        for p in req.git or ([] if req.demo or req.github else settings.sources.git):
             sources.append(GitRepoSource(p, req.repo_name))
+        github_api = None
+        if req.github or (not req.demo and not req.git and (
+                settings.sources.repos or settings.sources.repos_file or settings.sources.discover)):
+            github_api = stack.enter_context(contextlib.closing(github_client(settings, req)))
+            sources.append(github_source(settings, req, rules, queue, github_api))
         if not sources:
             raise ConfigError("nothing to run: pass --demo or --git PATH (or list sources in "
                               "synth.toml)")
         opts.source_label = ",".join(s.label for s in sources)
-        return Pipeline(queue, rules, rewriter, opts).run(sources)
+        summary = Pipeline(queue, rules, rewriter, opts).run(sources)
+        if github_api is not None:
+            for key, n in github_api.policy.counts.items():
+                summary.counts[key] = n
+            summary.counts["github/longest_wait_ms"] = int(github_api.policy.longest_wait * 1000)
+            _record_counts(queue, summary)
+        return summary
+
+
+def _record_counts(queue: q.Queue, summary: RunSummary) -> None:
+    """The run record gets the source's request counters too."""
+    from .models import Batch
+    try:
+        _, rows = queue.query("SELECT started_at, status, source, config_hash, pid, errors, ended_at "
+                              "FROM runs WHERE run_id = ?", [summary.run_id], wait=queue.busy_timeout)
+    except SynthError:
+        return
+    if rows:
+        started, status, source, chash, pid, errors, ended = rows[0]
+        queue.write(Batch(run={"run_id": summary.run_id, "started_at": str(started),
+                               "ended_at": str(ended) if ended else None, "status": status,
+                               "source": source, "config_hash": chash, "pid": pid,
+                               "counts": dict(sorted(summary.counts.items())),
+                               "errors": json.loads(errors) if isinstance(errors, str) else errors}))
+
+
+def github_client(settings: Settings, req: RunRequest | None = None):
+    from .sources.github import GitHubAPI
+    gh = settings.github
+    if req is not None and req.max_requests is not None:
+        gh = gh.model_copy(update={"max_requests": req.max_requests})
+    return GitHubAPI(gh, [t.get_secret_value() for t in settings.github_tokens])
+
+
+def github_source(settings: Settings, req: RunRequest, rules: Rules, queue: q.Queue, api):
+    from .sources.github import GitHubSource, load_repo_list
+    names = load_repo_list(req.repos, req.repos_file) or load_repo_list(
+        ",".join(settings.sources.repos), settings.sources.repos_file)
+    discover_on = settings.sources.discover if req.discover is None else req.discover
+    if discover_on:
+        names += q.github_repos(queue, settings.github.min_stars)
+    if not names:
+        raise ConfigError("no GitHub repositories to crawl: pass --repos owner/a,owner/b, "
+                          "--repos-file FILE, or --discover after `synth repos discover`")
+    return GitHubSource(api, names, wants_patch=lambda pr: decide(pr, rules).kept,
+                        page_size=settings.github.page_size)
+
+
+@dataclass
+class DiscoverResult:
+    repos: list
+    requests: int
+    not_modified: int
+
+
+def discover_repos(settings: Settings, min_stars: int | None = None,
+                   languages: list[str] | None = None, licenses: list[str] | None = None
+                   ) -> DiscoverResult:
+    """Find repositories by stars and store them in `repos`."""
+    from .models import Batch
+    from .sources.github import discover
+    queue = open_queue(settings)
+    gh = settings.github
+    api = github_client(settings)
+    try:
+        api.etags = q.load_http_cache(queue, "/search/repositories")
+        repos = discover(api, gh.min_stars if min_stars is None else min_stars,
+                         languages if languages is not None else gh.languages,
+                         licenses if licenses is not None else gh.licenses)
+    finally:
+        api.close()
+    queue.write(Batch(repos=repos))
+    q.save_http_cache(queue, api.etags_changed)
+    return DiscoverResult(repos, api.policy.counts["github/requests"],
+                          api.policy.counts["github/not_modified"])
 
 
 def sql(settings: Settings, text: str) -> tuple[list[str], list[tuple]]:

@@ -126,7 +126,10 @@ def cmd_run(args, settings) -> int:
     req = app.RunRequest(demo=args.demo, git=[args.git] if args.git else [],
                          repo_name=args.repo, limit=args.limit, rewrite=not args.no_rewrite,
                          model=args.model, rewriter=args.rewriter,
-                         judge=True if args.judge else None)
+                         judge=True if args.judge else None, github=args.github,
+                         repos=args.repos, repos_file=args.repos_file,
+                         discover=True if args.discover else None,
+                         max_requests=args.max_requests)
     progress = Progress(enabled=None if args.progress == "auto" else args.progress == "on")
     with StopFlag().installed() as stop:
         summary = app.run(settings, req, stop=stop, progress=progress)
@@ -135,6 +138,21 @@ def cmd_run(args, settings) -> int:
     if summary.status == "interrupted":
         return EXIT_INTERRUPTED
     return EXIT_PARTIAL if summary.status == "partial" else EXIT_OK
+
+
+def cmd_repos_discover(args, settings) -> int:
+    res = app.discover_repos(settings, args.min_stars, args.language, args.license)
+    print(f"discovered {len(res.repos)} repositories ({res.requests} search requests, "
+          f"{res.not_modified} unchanged pages)")
+    return EXIT_OK
+
+
+def cmd_repos_list(args, settings) -> int:
+    cols, rows = app.sql(settings, "SELECT r.repo, r.stars, r.language, r.license, r.source, "
+                         "count(p.number) AS prs FROM repos r LEFT JOIN pull_requests p USING (repo) "
+                         "GROUP BY ALL ORDER BY r.stars DESC NULLS LAST, r.repo")
+    print(format_rows(cols, rows, args.format))
+    return EXIT_OK
 
 
 def cmd_runs(args, settings) -> int:
@@ -358,6 +376,14 @@ def build_parser() -> argparse.ArgumentParser:
     src = r.add_mutually_exclusive_group()
     src.add_argument("--demo", action="store_true", help="run on the embedded demo project (offline)")
     src.add_argument("--git", metavar="PATH", help="a local clone (bare or not)")
+    src.add_argument("--github", action="store_true",
+                     help="crawl GitHub (GITHUB_TOKEN/GITHUB_TOKENS; --repos, --repos-file or --discover)")
+    r.add_argument("--repos", metavar="OWNER/A,OWNER/B", help="GitHub repositories to crawl")
+    r.add_argument("--repos-file", metavar="FILE", help="GitHub repositories, one owner/name per line")
+    r.add_argument("--discover", action="store_true",
+                   help="also crawl the repositories `synth repos discover` stored")
+    r.add_argument("--max-requests", type=_nonneg_int, metavar="N",
+                   help="stop cleanly after N GitHub requests (cursors saved; the next run resumes)")
     r.add_argument("--repo", metavar="OWNER/NAME", help="repository name, when the clone has no GitHub origin")
     r.add_argument("--limit", type=_nonneg_int, metavar="N", help="at most N newest PRs per repository")
     r.add_argument("--no-rewrite", action="store_true", help="filter only; write no tasks")
@@ -369,6 +395,22 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--progress", choices=["auto", "on", "off"], default="auto",
                    help="progress bars (auto: only when stderr is a terminal)")
     r.set_defaults(func=cmd_run)
+
+    rp = sub.add_parser("repos", parents=[common], help="GitHub repositories",
+                        description="Find and list GitHub repositories to crawl.")
+    rpsub = rp.add_subparsers(dest="repos_command", metavar="ACTION", required=True)
+    dc = rpsub.add_parser("discover", parents=[common], help="find repositories by stars",
+                          description="Search GitHub for public, non-archived, non-fork "
+                          "repositories with at least --min-stars stars and store them in repos. "
+                          "Star ranges are split so the Search API's 1000-result cap loses none.")
+    dc.add_argument("--min-stars", type=_nonneg_int, metavar="N", help="default 10000 ([github] min_stars)")
+    dc.add_argument("--language", action="append", metavar="LANG", help="repeatable")
+    dc.add_argument("--license", action="append", metavar="SPDX", help="allow-list, repeatable")
+    dc.set_defaults(func=cmd_repos_discover)
+    rl = rpsub.add_parser("list", parents=[common], help="list stored repositories",
+                          description="Repositories in the queue with their PR counts.")
+    rl.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    rl.set_defaults(func=cmd_repos_list)
 
     rn = sub.add_parser("runs", parents=[common], help="list recent runs",
                         description="The run records: status, counts, errors.")

@@ -49,6 +49,9 @@ class GitHubSettings(_Section):
     page_size: int = Field(default=50, ge=1, le=100)
     timeout: float = Field(default=30.0, gt=0)
     max_wait: float = Field(default=3600.0, ge=0, description="longest rate-limit wait, seconds")
+    secondary_min_wait: float = Field(default=60.0, ge=0,
+                                      description="wait after a secondary limit without Retry-After")
+    backoff: float = Field(default=1.0, ge=0, description="first wait after a 5xx, doubling")
 
     def graphql_endpoint(self) -> str:
         if self.graphql_url:
@@ -206,6 +209,8 @@ SAMPLE = '''\
 # page_size = 50                     # PRs per GraphQL page (at most 100)
 # timeout = 30
 # max_wait = 3600                    # longest rate-limit wait, seconds
+# secondary_min_wait = 60            # after a secondary limit without Retry-After
+# backoff = 1.0                      # first wait after a 502/503/504, doubling per retry
 
 [filters]
 # files = ["filters/default.toml"]   # later files override earlier keys

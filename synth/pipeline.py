@@ -17,6 +17,7 @@ from typing import Callable, Iterable, Iterator, Protocol
 
 from . import queue as q
 from .errors import QueueBusy, SourceError, SynthError
+from .sources.ratelimit import BudgetExhausted, RateLimitWaitTooLong
 from .filtering import INFO_CODES, Rules, decide
 from .models import Batch, Cursor, Decision, Failure, PullRequest, Repo, RunSummary, Task
 
@@ -42,8 +43,8 @@ class Source(Protocol):
 
     def repos(self) -> list[Repo]: ...
 
-    def batches(self, repo: Repo, known: set[int], batch_size: int, limit: int
-                ) -> Iterator[SourceBatch]: ...
+    def batches(self, repo: Repo, known: set[int], batch_size: int, limit: int,
+                cursor: Cursor | None = None) -> Iterator[SourceBatch]: ...
 
 
 class Rewriter(Protocol):
@@ -205,9 +206,10 @@ class Pipeline:
             licenses = {repo.full_name: repo.license}
             mark = dict(s.counts)
             done = 0
+            cursor = q.load_cursor(self.queue, repo.full_name, getattr(source, "kind", "git"))
             try:
-                for sb in source.batches(repo, known, self.opt.batch_size, self.opt.limit):
-                    self._handle(sb, licenses)
+                for sb in source.batches(repo, known, self.opt.batch_size, self.opt.limit, cursor):
+                    self._handle(sb, licenses, repo.full_name)
                     done += len(sb.prs)
                     self._progress(f"crawl {repo.full_name}", done, sb.total)
                     if self.opt.stop():
@@ -216,18 +218,24 @@ class Pipeline:
                 self._fail(Failure("source", _reason(exc), str(exc), repo=repo.full_name,
                                    transient=getattr(exc, "transient", False)))
                 self._write(Batch(failures=[s.failures[-1]]))
+                log.error("%s: %s", repo.full_name, exc)
+                if isinstance(exc, (BudgetExhausted, RateLimitWaitTooLong)):
+                    return  # the rest waits for the next run; cursors are saved
             d = {k: s.counts.get(k, 0) - mark.get(k, 0) for k in
                  ("source/prs", "filter/kept", "filter/dropped", "rewrite/tasks")}
             self._stage_line(f"crawl {repo.full_name}: {d['source/prs']} new PRs, "
                              f"{d['filter/kept']} kept, {d['filter/dropped']} dropped, "
                              f"{d['rewrite/tasks']} tasks written")
 
-    def _handle(self, sb: SourceBatch, licenses: dict[str, str | None]) -> None:
+    def _handle(self, sb: SourceBatch, licenses: dict[str, str | None], repo_name: str) -> None:
         s = self.summary
+        if sb.repo:
+            licenses[sb.repo.full_name] = sb.repo.license
         for k, v in sb.counts.items():
             s.inc(k, v)
         batch = Batch(repos=[sb.repo] if sb.repo else [], pull_requests=list(sb.prs),
                       cursors=[sb.cursor] if sb.cursor else [], failures=list(sb.failures))
+        batch.resolved.append(("source", repo_name, 0))  # an earlier failure of this repo is over
         for f in sb.failures:
             self._fail(f)
         kept: list[PullRequest] = []
@@ -324,8 +332,8 @@ class GitRepoSource:
     def repos(self) -> list[Repo]:
         return [self.git.repo]
 
-    def batches(self, repo: Repo, known: set[int], batch_size: int, limit: int
-                ) -> Iterator[SourceBatch]:
+    def batches(self, repo: Repo, known: set[int], batch_size: int, limit: int,
+                cursor: Cursor | None = None) -> Iterator[SourceBatch]:
         commits = self.git.list_pr_commits()
         listed = len(commits)
         if limit:

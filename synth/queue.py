@@ -582,3 +582,46 @@ def dedupe_tasks(queue: Queue, threshold: float = 0.8):
         for _, kind, _ in best.values():
             res.flagged[kind] = res.flagged.get(kind, 0) + 1
     return res
+
+
+def load_cursor(queue: Queue, repo: str, source: str):
+    from .models import Cursor
+    if not queue.path.exists():
+        return None
+    try:
+        _, rows = queue.query("SELECT watermark, cursor, state FROM cursors WHERE repo = ? AND "
+                              "source = ?", [repo, source], wait=queue.busy_timeout)
+    except QueueBusy:
+        return None
+    if not rows:
+        return None
+    watermark, cur, state = rows[0]
+    state = json.loads(state) if isinstance(state, str) else (state or {})
+    return Cursor(repo, source, watermark, cur, state)
+
+
+def load_http_cache(queue: Queue, prefix: str) -> dict[str, tuple[str, object]]:
+    if not queue.path.exists():
+        return {}
+    _, rows = queue.query("SELECT url, etag, body FROM http_cache WHERE starts_with(url, ?)",
+                          [prefix], wait=queue.busy_timeout)
+    return {u: (e, json.loads(b) if isinstance(b, str) else b) for u, e, b in rows}
+
+
+def save_http_cache(queue: Queue, entries: dict[str, tuple[str, object]]) -> None:
+    if not entries:
+        return
+    now = utcnow()
+    with queue.transaction() as con:
+        con.executemany("INSERT OR REPLACE INTO http_cache VALUES (?, ?, ?, ?)",
+                        [[u, e, json.dumps(b), now] for u, (e, b) in entries.items()])
+
+
+def github_repos(queue: Queue, min_stars: int) -> list[str]:
+    """Discovered repositories to crawl."""
+    if not queue.path.exists():
+        return []
+    _, rows = queue.query("SELECT repo FROM repos WHERE source = 'github' AND NOT archived AND "
+                          "NOT fork AND coalesce(stars, 0) >= ? ORDER BY stars DESC, repo",
+                          [min_stars], wait=queue.busy_timeout)
+    return [r[0] for r in rows]
