@@ -85,7 +85,7 @@ class RewriteSettings(_Section):
 
 
 class RunSettings(_Section):
-    batch_size: int = Field(default=100, ge=1)
+    batch_size: int = Field(default=250, ge=1)
     limit: int = Field(default=0, ge=0, description="0: no limit")
 
 
@@ -230,7 +230,7 @@ SAMPLE = '''\
 # output = 0.60
 
 [run]
-# batch_size = 100                   # PRs per queue transaction
+# batch_size = 250                   # PRs per queue transaction
 # limit = 0                          # newest N PRs per repository; 0 = all
 
 [review]

@@ -159,10 +159,24 @@ class LineCounts:
         return self.code_added + self.code_removed
 
 
+_PY_ADDED_CODE = re.compile(r"^\+(?!\+\+ )[ \t]*[^\s#]", re.M)
+_PY_REMOVED_CODE = re.compile(r"^-(?!-- )[ \t]*[^\s#]", re.M)
+_ADDED = re.compile(r"^\+(?!\+\+ )", re.M)
+_REMOVED = re.compile(r"^-(?!-- )", re.M)
+
+
 def count_code_lines(path: str, patch: str | None) -> LineCounts:
     """Code vs non-code lines among a file's added and removed lines."""
-    added, removed = changed_lines(patch)
     lang = language_of(path)
+    if not patch:
+        return LineCounts()
+    if lang == "python" and '"""' not in patch and "'''" not in patch:
+        # no triple-quoted string: only blank and comment lines are not code, which
+        # tokenize would say too; count them with regular expressions, not line by line
+        na, nr = len(_ADDED.findall(patch)), len(_REMOVED.findall(patch))
+        ca, cr = len(_PY_ADDED_CODE.findall(patch)), len(_PY_REMOVED_CODE.findall(patch))
+        return LineCounts(ca, cr, na - ca, nr - cr)
+    added, removed = changed_lines(patch)
     ca = sum(_code_flags(added, lang))
     cr = sum(_code_flags(removed, lang))
     return LineCounts(ca, cr, len(added) - ca, len(removed) - cr)
@@ -172,13 +186,69 @@ def _code_flags(lines: list[str], lang: str | None) -> list[bool]:
     if not lines:
         return []
     if lang == "python":
-        flags = _python_code_flags(lines)
-        if flags is not None:
-            return flags
-        return [bool(s) and not s.startswith("#") for s in (ln.strip() for ln in lines)]
+        simple = [bool(s) and s[0] != "#" for s in (ln.strip() for ln in lines)]
+        if not any('"""' in ln or "'''" in ln for ln in lines):
+            # no triple-quoted string: tokenize would say the same (blank and comment lines
+            # are the only non-code), so skip it
+            return simple
+        flags = _python_scan(lines)
+        if flags is None:  # quoting the scanner does not follow: ask tokenize
+            flags = _python_code_flags(lines)
+        return simple if flags is None else flags
     if lang in COMMENT_SYNTAX:
         return _table_code_flags(lines, *COMMENT_SYNTAX[lang])
     return [bool(ln.strip()) for ln in lines]
+
+
+def _python_scan(lines: list[str]) -> list[bool] | None:
+    """A fast line scanner with tokenize's verdicts for the usual shapes: a triple-quoted
+    string that starts a line and ends one with nothing after it is a docstring (not code);
+    one that is part of an expression is code, every line of it. None when a line mixes
+    quoting the scanner does not follow (then tokenize decides)."""
+    flags: list[bool] = []
+    delim: str | None = None  # inside a triple-quoted string closed by this
+    doc = False
+    start = 0
+    for ln in lines:
+        s = ln.strip()
+        if delim is not None:
+            end = s.find(delim)
+            if end == -1:
+                flags.append(not doc)
+                continue
+            rest = s[end + 3:].strip()
+            if doc and rest and not rest.startswith("#"):  # not a docstring after all
+                flags[start:] = [True] * (len(flags) - start)
+                doc = False
+            flags.append(not doc)
+            delim = None
+            if '"""' in rest or "'''" in rest:
+                return None
+            continue
+        if not s or s[0] == "#":
+            flags.append(False)
+            continue
+        m = _TRIPLE.match(s)
+        if m:
+            q = m.group(1)
+            body = s[m.end():]
+            close = body.find(q)
+            if close == -1:
+                delim, doc, start = q, True, len(flags)
+                flags.append(False)
+                continue
+            rest = body[close + 3:].strip()
+            flags.append(bool(rest) and not rest.startswith("#"))
+            if '"""' in rest or "'''" in rest:
+                return None
+            continue
+        flags.append(True)
+        n2, n1 = s.count('"""'), s.count("'''")
+        if n2 and n1:
+            return None
+        if n2 % 2 or n1 % 2:
+            delim, doc, start = ('"""' if n2 % 2 else "'''"), False, len(flags)
+    return flags
 
 
 def _python_code_flags(lines: list[str]) -> list[bool] | None:
@@ -277,11 +347,12 @@ class ChangeKinds:
     details: dict = field(default_factory=dict)
 
 
-def change_kinds(files: list[tuple[str, str, str | None, int, int]]) -> ChangeKinds:
+def change_kinds(files: list[tuple[str, str, str | None, int, int]],
+                 code_lines: int | None = None) -> ChangeKinds:
     """Classify a change from its files: (path, status, patch, additions, deletions).
 
     Only files with patch text are judged; a change with none gets all False except
-    rename_only.
+    rename_only. ``code_lines``, when the caller already counted them, saves a recount.
     """
     kinds = ChangeKinds()
     if files and all(st == "renamed" and a == 0 and d == 0 for _, st, _, a, d in files):
@@ -294,19 +365,20 @@ def change_kinds(files: list[tuple[str, str, str | None, int, int]]) -> ChangeKi
     all_removed = [ln for _, _, r in texts for ln in r]
     if not all_added and not all_removed:
         return kinds
-    norm_a = Counter(_WS.sub("", ln) for ln in all_added)
-    norm_r = Counter(_WS.sub("", ln) for ln in all_removed)
-    norm_a.pop("", None)
-    norm_r.pop("", None)
-    kinds.whitespace_only = norm_a == norm_r
-    code = sum(count_code_lines(p, patch).code for p, _, patch, _, _ in files if patch)
-    kinds.comment_only = code == 0 and not kinds.whitespace_only
     nonblank_a = [ln for ln in all_added if ln.strip()]
     nonblank_r = [ln for ln in all_removed if ln.strip()]
+    same_count = len(nonblank_a) == len(nonblank_r)  # every kind but comment_only needs it
+    if same_count:
+        kinds.whitespace_only = (Counter(_WS.sub("", ln) for ln in nonblank_a)
+                                 == Counter(_WS.sub("", ln) for ln in nonblank_r))
+    code = code_lines if code_lines is not None else sum(
+        count_code_lines(p, patch).code for p, _, patch, _, _ in files if patch)
+    kinds.comment_only = code == 0 and not kinds.whitespace_only
     changed = nonblank_a + nonblank_r
-    kinds.import_order_only = (bool(changed) and all(_IMPORT.match(ln) for ln in changed)
-                               and Counter(map(str.strip, nonblank_a)) == Counter(map(str.strip, nonblank_r)))
-    kinds.version_string_only = bool(changed) and all(_VERSION_LINE.search(ln) for ln in changed) and (
-        Counter(_VERSION_NUM.sub("V", _WS.sub("", ln)) for ln in nonblank_a)
-        == Counter(_VERSION_NUM.sub("V", _WS.sub("", ln)) for ln in nonblank_r))
+    if same_count and changed:
+        kinds.import_order_only = (all(_IMPORT.match(ln) for ln in changed) and
+                                   Counter(map(str.strip, nonblank_a)) == Counter(map(str.strip, nonblank_r)))
+        kinds.version_string_only = all(_VERSION_LINE.search(ln) for ln in changed) and (
+            Counter(_VERSION_NUM.sub("V", _WS.sub("", ln)) for ln in nonblank_a)
+            == Counter(_VERSION_NUM.sub("V", _WS.sub("", ln)) for ln in nonblank_r))
     return kinds

@@ -153,6 +153,7 @@ def analyze(pr: PullRequest, rules: Rules) -> tuple[dict, list[Verdict]]:
     class_lines: dict[str, int] = {}
     code_lines = 0
     code_files = 0
+    judged_code = 0  # code lines among files with patch text, not docs (for change kinds)
     binary = undecodable = truncated = missing = 0
     file_classes: dict[str, str] = {}
     for f in files:
@@ -163,10 +164,14 @@ def analyze(pr: PullRequest, rules: Rules) -> tuple[dict, list[Verdict]]:
         binary += f.binary
         undecodable += f.undecodable
         truncated += f.patch_truncated
+        counted = None
+        if f.patch and cls != "docs":
+            counted = count_code_lines(f.path, f.patch).code
+            judged_code += counted
         if cls == "code":
             code_files += 1
-            if f.patch is not None and not f.patch_truncated:
-                code_lines += count_code_lines(f.path, f.patch).code
+            if counted is not None and not f.patch_truncated:
+                code_lines += counted
             else:
                 code_lines += f.additions + f.deletions
         if f.patch is None and not f.binary and (f.additions or f.deletions):
@@ -214,7 +219,7 @@ def analyze(pr: PullRequest, rules: Rules) -> tuple[dict, list[Verdict]]:
                          f"{code_lines} code lines in {code_files} code files (min "
                          f"{s['min_code_lines']}; one file needs {s['single_file_min_code_lines']})"))
     k = change_kinds([(f.path, f.status, f.patch, f.additions, f.deletions)
-                      for f in files if file_classes[f.path] != "docs"])
+                      for f in files if file_classes[f.path] != "docs"], judged_code)
     for kind in sorted(rules.kinds):
         v.append(Verdict(f"change_kinds.{kind}", getattr(k, kind), kind, kind.replace("_", " ")))
     return metrics, v

@@ -398,7 +398,17 @@ class Queue:
                     f"ON CONFLICT ({', '.join(keys)}) {action}")
 
 
+_COLUMNS: dict[str, dict[str, str]] = {}
+
+
 def _columns(con: duckdb.DuckDBPyConnection, table: str) -> dict[str, str]:
+    """A table's column types (cached: the schema is fixed once migrated)."""
+    if table not in _COLUMNS:
+        _COLUMNS[table] = _columns_uncached(con, table)
+    return _COLUMNS[table]
+
+
+def _columns_uncached(con: duckdb.DuckDBPyConnection, table: str) -> dict[str, str]:
     rows = con.execute("SELECT column_name, data_type FROM information_schema.columns "
                        "WHERE table_name = ? ORDER BY ordinal_position", [table]).fetchall()
     return {name: dtype for name, dtype in rows}

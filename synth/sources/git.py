@@ -65,10 +65,11 @@ class GitSource:
             raise SourceError(
                 f"cannot tell the repository's name for {self.path}: it has no GitHub origin "
                 "remote; pass --repo owner/name")
-        try:
-            self.head = self._repo.commit(ref).hexsha
-        except (ValueError, git.BadName, git.GitCommandError):
-            raise EmptyHistory(f"{self.path} has no commits on {ref}") from None
+        proc = subprocess.run(["git", "--git-dir", str(self.git_dir), "rev-parse", "--verify",
+                               "--quiet", f"{ref}^{{commit}}"], capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise EmptyHistory(f"{self.path} has no commits on {ref}")
+        self.head = proc.stdout.strip()
 
     @property
     def repo(self) -> Repo:
@@ -201,7 +202,7 @@ def _looks_like_bot(author: str) -> bool:
 
 class _FileAcc:
     __slots__ = ("path", "old_path", "status", "adds", "dels", "chunks", "size", "binary",
-                 "in_hunks", "truncated")
+                 "truncated")
 
     def __init__(self, a_path: str, b_path: str):
         self.path = b_path
@@ -212,7 +213,6 @@ class _FileAcc:
         self.chunks: list[bytes] = []
         self.size = 0
         self.binary = False
-        self.in_hunks = False
         self.truncated = False
 
     def finish(self) -> FileChange:
@@ -232,59 +232,66 @@ class _FileAcc:
             patch_bytes=self.size, patch_truncated=self.truncated, undecodable=undecodable)
 
 
-def parse_log_patches(stream) -> Iterator[tuple[str, tuple[FileChange, ...]]]:
+_MARK = _COMMIT  # starts every commit's record in the stream
+_DIFF = b"\ndiff --git "
+
+
+def parse_log_patches(stream, chunk_size: int = 1 << 20) -> Iterator[tuple[str, tuple[FileChange, ...]]]:
     """Parse ``git log -p --format=%x00%x00synth-commit%x00%H`` output, commit by commit.
 
-    Works on bytes: a non-UTF-8 patch is decoded with replacement and flagged, never fatal.
-    Per file it keeps at most MAX_PATCH_KEEP bytes of patch text, and counts all of it.
+    Works on bytes, a block at a time: commits are cut at their markers, files at their
+    ``diff --git`` lines, and added/removed lines are counted with bytes.count, so Python
+    never loops over patch lines. A non-UTF-8 patch is decoded with replacement and flagged,
+    never fatal. Per file at most MAX_PATCH_KEEP bytes of patch text are kept; all are counted.
+    ``stream`` is a binary file object, or an iterable of byte strings.
     """
-    sha: str | None = None
-    files: list[FileChange] = []
-    cur: _FileAcc | None = None
-    for line in stream:
-        c = line[:1]
-        if cur is not None and cur.in_hunks:
-            if c == b"+":
-                cur.adds += 1
-            elif c == b"-":
-                cur.dels += 1
-            elif c == b" " or c == b"\\" or c == b"@":
-                pass
-            else:
-                cur.in_hunks = False
-            if cur.in_hunks:
-                cur.size += len(line)
-                if cur.size <= MAX_PATCH_KEEP:
-                    cur.chunks.append(line)
-                else:
-                    cur.truncated = True
-                continue
-        if c == b"d" and line.startswith(b"diff --git "):
-            if cur is not None:
-                files.append(cur.finish())
-            cur = _FileAcc(*_diff_paths(line))
-        elif c == b"\x00" and line.startswith(_COMMIT):
-            if cur is not None:
-                files.append(cur.finish())
-                cur = None
-            if sha is not None:
-                yield sha, tuple(files)
-            sha = line[len(_COMMIT):].strip().decode()
-            files = []
-        elif cur is not None:
-            _header_line(cur, line)
-    if cur is not None:
-        files.append(cur.finish())
-    if sha is not None:
-        yield sha, tuple(files)
+    read = getattr(stream, "read", None)
+    blocks = iter(lambda: read(chunk_size), b"") if read else iter(stream)
+    buf = b""
+    for block in blocks:
+        buf += block
+        cut = buf.rfind(_MARK)
+        if cut <= 0:
+            continue
+        done, buf = buf[:cut], buf[cut:]
+        yield from _commits(done)
+    if buf:
+        yield from _commits(buf)
+
+
+def _commits(data: bytes) -> Iterator[tuple[str, tuple[FileChange, ...]]]:
+    for record in data.split(_MARK):
+        if not record:
+            continue
+        head, _, body = record.partition(b"\n")
+        sections = (b"\n" + body).split(_DIFF)[1:]
+        yield head.strip().decode(), tuple(_file(sec) for sec in sections)
+
+
+def _file(sec: bytes) -> FileChange:
+    at = sec.find(b"\n@@")
+    header, hunks = (sec, b"") if at == -1 else (sec[:at], sec[at + 1:])
+    first, _, rest = header.partition(b"\n")
+    acc = _FileAcc(*_diff_paths(b"diff --git " + first))
+    for line in rest.split(b"\n"):
+        if line:
+            _header_line(acc, line)
+    if hunks:
+        body = b"\n" + hunks
+        acc.adds = body.count(b"\n+")
+        acc.dels = body.count(b"\n-")
+        if not hunks.endswith(b"\n"):
+            hunks += b"\n"
+        acc.size = len(hunks)
+        if acc.size > MAX_PATCH_KEEP:
+            acc.truncated = True
+            hunks = hunks[:hunks.rfind(b"\n", 0, MAX_PATCH_KEEP) + 1]
+        acc.chunks = [hunks]
+    return acc.finish()
 
 
 def _header_line(cur: _FileAcc, line: bytes) -> None:
-    if line.startswith(b"@@"):
-        cur.in_hunks = True
-        cur.size += len(line)
-        cur.chunks.append(line)
-    elif line.startswith(b"new file mode"):
+    if line.startswith(b"new file mode"):
         cur.status = "added"
     elif line.startswith(b"deleted file mode"):
         cur.status = "deleted"
