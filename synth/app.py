@@ -271,10 +271,12 @@ def explain(settings: Settings, ref: str):
     return prs[0], metrics, verdicts, decide(prs[0], rules)
 
 
-def filters_eval(settings: Settings, labels_path: str):
+def filters_eval(settings: Settings, labels_paths: list[str] | str):
     from .errors import SourceError
     from .evaluation import evaluate, read_labels
-    labels = read_labels(labels_path)
+    if isinstance(labels_paths, str):
+        labels_paths = [labels_paths]
+    labels = [lab for path in labels_paths for lab in read_labels(path)]
     rules = rules_for(settings)
     queue = open_queue(settings)
     keys = list(dict.fromkeys((lab.repo, lab.number) for lab in labels))

@@ -497,7 +497,7 @@ def build_parser() -> argparse.ArgumentParser:
                          "labels, with confusion by reason code. LABELS.tsv has the header "
                          "repo<TAB>pr_number<TAB>label[<TAB>note]; labels are trivial or "
                          "substantive. The PRs must be in the queue.")
-    ev.add_argument("labels", metavar="LABELS.tsv")
+    ev.add_argument("labels", metavar="LABELS.tsv", nargs="+")
     ev.set_defaults(func=cmd_filters_eval)
 
     dd = sub.add_parser("dedupe", parents=[common], help="flag near-duplicate tasks",

@@ -335,6 +335,14 @@ _VERSION_LINE = re.compile(
 _VERSION_NUM = re.compile(r"v?\d+(\.\d+)+([-.+]?[\w]+)*")
 
 
+_TRAILING_COMMA = re.compile(r",(?=[\)\]\}])")
+
+
+def _formatless(lines: list[str]) -> str:
+    text = _WS.sub("", "".join(lines))
+    return _TRAILING_COMMA.sub("", text).replace("'", '"')
+
+
 @dataclass(slots=True)
 class ChangeKinds:
     """Which special kinds of change a set of files amounts to (all False for real work)."""
@@ -367,10 +375,10 @@ def change_kinds(files: list[tuple[str, str, str | None, int, int]],
         return kinds
     nonblank_a = [ln for ln in all_added if ln.strip()]
     nonblank_r = [ln for ln in all_removed if ln.strip()]
-    same_count = len(nonblank_a) == len(nonblank_r)  # every kind but comment_only needs it
-    if same_count:
-        kinds.whitespace_only = (Counter(_WS.sub("", ln) for ln in nonblank_a)
-                                 == Counter(_WS.sub("", ln) for ln in nonblank_r))
+    same_count = len(nonblank_a) == len(nonblank_r)  # import and version kinds need it
+    # formatting only: per file, the removed and the added text are the same once
+    # whitespace, line wrapping, trailing commas and quote style are ignored (a formatter run)
+    kinds.whitespace_only = all(_formatless(a) == _formatless(r) for _, a, r in texts)
     code = code_lines if code_lines is not None else sum(
         count_code_lines(p, patch).code for p, _, patch, _, _ in files if patch)
     kinds.comment_only = code == 0 and not kinds.whitespace_only

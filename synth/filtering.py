@@ -35,6 +35,7 @@ INFO_CODES = frozenset({
 })
 
 _SIZE_KEYS = {"min_code_lines": 20, "min_code_files": 2, "single_file_min_code_lines": 60,
+              "tested_min_code_lines": 5, "tested_min_test_lines": 10,
               "max_files": 60, "max_changed_lines": 3000, "max_patch_bytes": 2_000_000}
 _SECTIONS = {"size", "classes", "trivial_alone", "titles", "labels", "bots", "change_kinds"}
 _KINDS = ("whitespace_only", "comment_only", "import_order_only", "version_string_only",
@@ -213,11 +214,16 @@ def analyze(pr: PullRequest, rules: Rules) -> tuple[dict, list[Verdict]]:
     v.append(Verdict("trivial_alone", only is not None, only or "no_code",
                      f"file classes {sorted(present)}"))
     if code_files:
-        small = code_lines < s["min_code_lines"] or (
-            code_files < s["min_code_files"] and code_lines < s["single_file_min_code_lines"])
+        test_lines = class_lines.get("tests", 0)
+        tested = (test_lines >= s["tested_min_test_lines"]
+                  and code_lines >= s["tested_min_code_lines"])
+        small = not tested and (code_lines < s["min_code_lines"] or (
+            code_files < s["min_code_files"] and code_lines < s["single_file_min_code_lines"]))
         v.append(Verdict("size.min", small, "too_small",
-                         f"{code_lines} code lines in {code_files} code files (min "
-                         f"{s['min_code_lines']}; one file needs {s['single_file_min_code_lines']})"))
+                         f"{code_lines} code lines in {code_files} code files, {test_lines} test "
+                         f"lines (min {s['min_code_lines']}; one file needs "
+                         f"{s['single_file_min_code_lines']}; with {s['tested_min_test_lines']}+ "
+                         f"test lines, {s['tested_min_code_lines']} are enough)"))
     k = change_kinds([(f.path, f.status, f.patch, f.additions, f.deletions)
                       for f in files if file_classes[f.path] != "docs"], judged_code)
     for kind in sorted(rules.kinds):

@@ -83,6 +83,7 @@ class Pipeline:
         self.summary = RunSummary(run_id=_new_run_id())
         self.started = _now()
         self.spooled = 0
+        self._writer = _Writer(self._write_now)
 
     # -- run record
 
@@ -97,25 +98,34 @@ class Pipeline:
         }
 
     def _write(self, batch: Batch) -> None:
+        """Hand a batch to the background writer (writes happen in order, one at a time)."""
         batch.run_id = self.summary.run_id
         batch.run = self._run_row("running")
+        self._writer.put(batch)
+
+    def _flush(self) -> None:
+        """Wait until every handed-over batch is written (before reading the queue)."""
+        self._writer.flush()
+
+    def _write_now(self, batches: list[Batch]) -> None:
         # once the file was found busy, later batches spool quickly instead of each waiting
         wait = min(0.5, self.queue.busy_timeout) if self.spooled else None
-        result = self.queue.write(batch, wait=wait)
-        self.summary.inc("queue/batches")
+        result = self.queue.write_many(batches, wait=wait)
+        self.summary.inc("queue/batches", len(batches))
         self.spooled = result.spooled
         if result.spooled:
             self.summary.counts["queue/spooled_pending"] = result.spooled
         else:
             self.summary.counts.pop("queue/spooled_pending", None)
-        if result.ingested > 1:
-            self.summary.inc("queue/ingested_from_spool", result.ingested - 1)
+        if result.ingested > len(batches):
+            self.summary.inc("queue/ingested_from_spool", result.ingested - len(batches))
 
     # -- stages
 
     def run(self, sources: Iterable[Source]) -> RunSummary:
         s = self.summary
         self._write(Batch())  # the run record, and any batch an earlier run left spooled
+        self._flush()
         abandoned = q.mark_abandoned_runs(self.queue, s.run_id)
         if abandoned:
             log.warning("%d earlier run(s) ended without finishing (crash or kill); their "
@@ -126,6 +136,7 @@ class Pipeline:
                 if self.opt.stop():
                     break
                 self._crawl(source)
+            self._flush()
             if s.counts.get("rewrite/tasks") and self.opt.dedupe and not self.opt.stop():
                 self._dedupe()
             if self.opt.stop():
@@ -147,6 +158,11 @@ class Pipeline:
             s.failures.append(Failure("run", "crash", f"{type(exc).__name__}: {exc}"))
             raise
         finally:
+            try:
+                self._writer.close()
+            except SynthError as exc:
+                log.error("a batch could not be written: %s", exc)
+                s.status = "failed" if s.status == "ok" else s.status
             final = Batch(run_id=s.run_id, run=self._run_row(s.status, ended=True))
             try:
                 res = self.queue.write(final)
@@ -161,6 +177,7 @@ class Pipeline:
         if not self.rewriter:
             return
         r = self.rewriter
+        self._flush()
         try:
             keys = [k for k in q.pending_rewrites(self.queue, r.name, r.model, r.prompt_version)
                     if k not in self.opt.exclusions]
@@ -174,6 +191,7 @@ class Pipeline:
         for i in range(0, len(keys), self.opt.batch_size):
             if self.opt.stop():
                 return
+            self._flush()
             try:
                 prs = q.load_pull_requests(self.queue, keys[i:i + self.opt.batch_size])
             except QueueBusy:
@@ -196,20 +214,20 @@ class Pipeline:
         for repo in repos:
             if self.opt.stop():
                 return
+            self._flush()
             known = q.decided_numbers(self.queue, repo.full_name, self.rules.version)
             if known is None:
                 log.warning("the queue is busy: %s is read in full (writes are idempotent)",
                             repo.full_name)
                 known = set()
+            cursor = q.load_cursor(self.queue, repo.full_name, getattr(source, "kind", "git"))
             s.inc("source/repos")
-            self._write(Batch(repos=[repo]))
             licenses = {repo.full_name: repo.license}
             mark = dict(s.counts)
             done = 0
-            cursor = q.load_cursor(self.queue, repo.full_name, getattr(source, "kind", "git"))
             try:
                 for sb in source.batches(repo, known, self.opt.batch_size, self.opt.limit, cursor):
-                    self._handle(sb, licenses, repo.full_name)
+                    self._handle(sb, licenses, repo)
                     done += len(sb.prs)
                     self._progress(f"crawl {repo.full_name}", done, sb.total)
                     if self.opt.stop():
@@ -227,15 +245,15 @@ class Pipeline:
                              f"{d['filter/kept']} kept, {d['filter/dropped']} dropped, "
                              f"{d['rewrite/tasks']} tasks written")
 
-    def _handle(self, sb: SourceBatch, licenses: dict[str, str | None], repo_name: str) -> None:
+    def _handle(self, sb: SourceBatch, licenses: dict[str, str | None], repo: Repo) -> None:
         s = self.summary
         if sb.repo:
             licenses[sb.repo.full_name] = sb.repo.license
         for k, v in sb.counts.items():
             s.inc(k, v)
-        batch = Batch(repos=[sb.repo] if sb.repo else [], pull_requests=list(sb.prs),
+        batch = Batch(repos=[sb.repo or repo], pull_requests=list(sb.prs),
                       cursors=[sb.cursor] if sb.cursor else [], failures=list(sb.failures))
-        batch.resolved.append(("source", repo_name, 0))  # an earlier failure of this repo is over
+        batch.resolved.append(("source", repo.full_name, 0))  # an earlier failure of this repo is over
         for f in sb.failures:
             self._fail(f)
         kept: list[PullRequest] = []
@@ -292,6 +310,64 @@ class Pipeline:
     def _fail(self, f: Failure) -> None:
         self.summary.failures.append(f)
         self.summary.inc(f"{f.stage}/failed/{f.reason}")
+
+
+class _Writer:
+    """Writes batches on a background thread, in order, so that reading and filtering the
+    next batch overlaps with DuckDB ingesting this one. At most ``depth`` batches wait in
+    memory; an error is raised on the caller's next put or flush. A batch still in memory
+    when the process is killed was never acknowledged: nothing it holds (cursors included)
+    reached the queue, so the next run redoes it."""
+
+    def __init__(self, write: Callable[[list[Batch]], None], depth: int = 4):
+        import queue as stdqueue
+        import threading
+        self._write = write
+        self._q: stdqueue.Queue = stdqueue.Queue(maxsize=depth)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._loop, name="synth-writer", daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        import queue as stdqueue
+        while True:
+            group = [self._q.get()]
+            while group[-1] is not None:  # whatever else is waiting goes in the same connection
+                try:
+                    group.append(self._q.get_nowait())
+                except stdqueue.Empty:
+                    break
+            batches = [b for b in group if b is not None]
+            try:
+                if batches and self._error is None:
+                    self._write(batches)
+            except BaseException as exc:  # handed to the main thread
+                self._error = exc
+            finally:
+                for _ in group:
+                    self._q.task_done()
+            if group[-1] is None:
+                return
+
+    def _raise(self) -> None:
+        if self._error is not None:
+            err, self._error = self._error, None
+            raise err
+
+    def put(self, batch: Batch) -> None:
+        self._raise()
+        self._q.put(batch)
+
+    def flush(self) -> None:
+        self._q.join()
+        self._raise()
+
+    def close(self) -> None:
+        if self._thread.is_alive():
+            self._q.join()
+            self._q.put(None)
+            self._thread.join()
+        self._raise()
 
 
 def _count_decision(s: RunSummary, d: Decision) -> None:

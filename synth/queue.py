@@ -305,8 +305,13 @@ class Queue:
     def write(self, batch: Batch, *, wait: float | None = None) -> WriteResult:
         """Spool a batch, then ingest every spooled batch in order. Never loses a batch:
         when the file stays busy past ``wait`` the batch stays spooled (WriteResult.spooled)."""
-        if len(batch):
-            self.spool(batch)
+        return self.write_many([batch], wait=wait)
+
+    def write_many(self, batches: list[Batch], *, wait: float | None = None) -> WriteResult:
+        """Like write, for several batches in one connection (each its own transaction)."""
+        for batch in batches:
+            if len(batch):
+                self.spool(batch)
         return self.ingest_spool(wait=wait)
 
     def spool(self, batch: Batch) -> Path:
@@ -378,10 +383,12 @@ class Queue:
                 "AND failures.number = r.number")
             return
         reader = _reader(file, cols, tuple(cols))
-        if table == "pr_files":
-            con.execute(f"DELETE FROM pr_files WHERE (repo, number) IN "
-                        f"(SELECT DISTINCT repo, number FROM {reader})")
-            con.execute(f"INSERT INTO pr_files BY NAME SELECT * FROM {reader}")
+        if table == "pr_files":  # a PR's file list is replaced whole: read the file once
+            con.execute(f"CREATE OR REPLACE TEMP TABLE staged_files AS SELECT * FROM {reader}")
+            con.execute("DELETE FROM pr_files WHERE (repo, number) IN "
+                        "(SELECT DISTINCT repo, number FROM staged_files)")
+            con.execute("INSERT INTO pr_files BY NAME SELECT * FROM staged_files")
+            con.execute("DROP TABLE staged_files")
             return
         if table == "failures":
             con.execute(

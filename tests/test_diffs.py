@@ -17,10 +17,28 @@ def test_python_comments_docstrings_and_blanks_are_not_code():
     assert (c.code_added, c.other_added) == (2, 5)
 
 
-def test_python_fragment_that_does_not_tokenize_falls_back():
-    p = patch(added=['    s = """unterminated', "    more text", "# comment"])
+def test_python_string_left_open_by_the_hunk_is_string_content():
+    p = patch(added=['    s = """unterminated', "    more text", "# not a comment: inside the string"])
     c = count_code_lines("a.py", p)
-    assert c.code_added == 2 and c.other_added == 1
+    assert c.code_added == 3 and c.other_added == 0
+
+
+TQ = '"' * 3
+SQ = "'" * 3
+FRAGMENTS = [
+    ["def f(x):", f"    {TQ}Doc", f"    more doc.{TQ}", "    return x  # note", "", "# c"],
+    [f"x = {TQ}a", "b", f"c{TQ}.strip()", "y = 1"],
+    [f"{TQ}Module docstring.{TQ}", "import os", f"{SQ}another{SQ}", f"z = f({TQ}inline{TQ})"],
+    ["class A:", f"    {SQ}One line.{SQ}", "    def g(self):", f"        {TQ}", "        Text",
+     f"        {TQ}", "        pass"],
+    ["    value = compute(1)", "    # comment", "    other = call(", "        arg,", "    )"],
+]
+
+
+def test_line_scanner_agrees_with_tokenize():
+    from synth.diffs import _python_code_flags, _python_scan
+    for lines in FRAGMENTS:
+        assert _python_scan(lines) == _python_code_flags(lines), lines
 
 
 def test_c_family_block_and_line_comments():

@@ -1,0 +1,61 @@
+"""The filter against hand-labelled PRs: two project histories built here from
+tests/data/eval_*.toml, labelled (tests/data/eval_*_labels.tsv) before the rules were tuned."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from synth.evaluation import Label, evaluate, read_labels
+from synth.errors import ConfigError
+from synth.models import Decision
+from synth.sources.history import build_repository, load_history
+
+DATA = Path(__file__).parent / "data"
+
+
+@pytest.fixture(scope="module")
+def eval_repos(tmp_path_factory):
+    root = tmp_path_factory.mktemp("eval")
+    return [build_repository(load_history(DATA / f"eval_{n}.toml"), root / n) for n in ("py", "ts")]
+
+
+def test_precision_and_recall_on_the_labelled_set(cli, eval_repos, db):
+    for repo in eval_repos:
+        assert cli("run", "--git", repo, "--no-rewrite", "--db", db).code == 0
+    labels = [DATA / "eval_py_labels.tsv", DATA / "eval_ts_labels.tsv"]
+    assert sum(len(read_labels(p)) for p in labels) >= 80
+    r = cli("filters", "eval", *labels, "--db", db)
+    assert r.code == 0, r
+    line = next(x for x in r.out.splitlines() if x.startswith("precision"))
+    precision = float(line.split()[1])
+    recall = float(line.split()[3])
+    assert precision >= 0.9 and recall >= 0.8, r.out
+    assert "dropped, by reason code" in r.out
+
+
+def test_eval_math_and_label_errors(tmp_path):
+    d = lambda n, kept: Decision("o/r", n, kept, ("substantive",) if kept else ("too_small",), "v")  # noqa: E731
+    labels = [Label("o/r", 1, "substantive"), Label("o/r", 2, "trivial"),
+              Label("o/r", 3, "substantive"), Label("o/r", 4, "trivial")]
+    rep = evaluate(labels, {("o/r", 1): d(1, True), ("o/r", 2): d(2, True),
+                            ("o/r", 3): d(3, False), ("o/r", 4): d(4, False)})
+    assert (rep.tp, rep.fp, rep.fn, rep.tn) == (1, 1, 1, 1)
+    assert rep.precision == 0.5 and rep.recall == 0.5 and rep.f1 == 0.5
+    bad = tmp_path / "bad.tsv"
+    bad.write_text("repo\tpr_number\tlabel\no/r\t1\tmaybe\n")
+    with pytest.raises(ConfigError, match="trivial or substantive"):
+        read_labels(bad)
+    bad.write_text("name\tnumber\n")
+    with pytest.raises(ConfigError, match="header"):
+        read_labels(bad)
+
+
+def test_eval_names_missing_prs(cli, db, tmp_path, history_100):
+    path, _ = history_100
+    cli("run", "--git", path, "--no-rewrite", "--db", db, "--limit", "2")
+    labels = tmp_path / "l.tsv"
+    labels.write_text("repo\tpr_number\tlabel\nacme/widgets\t9999\ttrivial\n")
+    r = cli("filters", "eval", labels, "--db", db)
+    assert r.code == 1 and "acme/widgets#9999" in r.err
