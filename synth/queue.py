@@ -321,11 +321,8 @@ class Queue:
         tmp.mkdir(parents=True, exist_ok=True)
         for table, items in rows.items():
             with open(tmp / f"{table}.jsonl", "w", encoding="utf-8") as fh:
-                for item in items:
-                    fh.write(json.dumps(item, ensure_ascii=False, default=str))
-                    fh.write("\n")
-                fh.flush()
-                os.fsync(fh.fileno())
+                fh.write("\n".join(json.dumps(item, default=str) for item in items))
+                fh.write("\n")
         final = self.spool_dir / name
         os.replace(tmp, final)
         return final
@@ -349,7 +346,11 @@ class Queue:
                 self._sweep_partial()
                 return WriteResult(done, 0)
         except QueueBusy:
-            return WriteResult(0, len(self.pending_spool()))
+            # the spool is now the only copy of these batches: make it durable
+            left = self.pending_spool()
+            for folder in left:
+                _fsync_folder(folder)
+            return WriteResult(0, len(left))
 
     def _sweep_partial(self, older_than: float = 3600.0) -> None:
         """Remove half-written spool folders a killed process left (never ingested)."""
@@ -406,6 +407,21 @@ class Queue:
 
 
 _COLUMNS: dict[str, dict[str, str]] = {}
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Flush a spooled batch to disk (files, then the folder entry)."""
+    try:
+        for f in folder.iterdir():
+            with open(f, "rb") as fh:
+                os.fsync(fh.fileno())
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError:
+        pass
 
 
 def _columns(con: duckdb.DuckDBPyConnection, table: str) -> dict[str, str]:
