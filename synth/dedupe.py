@@ -15,9 +15,6 @@ from dataclasses import dataclass
 NUM_PERM = 64
 BANDS, ROWS = 16, 4  # 16 bands x 4 rows: pairs above ~0.6 similarity almost always meet
 _MASK = (1 << 61) - 1
-_PERMS = [(int.from_bytes(hashlib.sha256(f"a{i}".encode()).digest()[:8], "big") | 1,
-           int.from_bytes(hashlib.sha256(f"b{i}".encode()).digest()[:8], "big"))
-          for i in range(NUM_PERM)]
 _WORD = re.compile(r"\w+")
 
 
@@ -32,9 +29,25 @@ def shingles(text: str, k: int = 5) -> set[int]:
 
 
 def signature(items: set[int]) -> tuple[int, ...] | None:
+    """One-permutation MinHash: each 64-bit shingle hash goes to one of NUM_PERM bins by its
+    low bits and each bin keeps its smallest value; empty bins borrow from the next full one
+    (rotation densification). One pass over the shingles instead of NUM_PERM passes."""
     if not items:
         return None
-    return tuple(min(((a * x + b) & _MASK) for x in items) for a, b in _PERMS)
+    empty = _MASK + 1
+    sig = [empty] * NUM_PERM
+    for h in items:
+        b = h % NUM_PERM
+        v = h // NUM_PERM
+        if v < sig[b]:
+            sig[b] = v
+    if empty in sig:
+        full = [i for i, v in enumerate(sig) if v != empty]
+        for i in range(NUM_PERM):
+            if sig[i] == empty:
+                j = next((f for f in full if f > i), full[0])
+                sig[i] = sig[j] + (((j - i) % NUM_PERM) << 58)  # marks the borrowed distance
+    return tuple(sig)
 
 
 def similarity(s1: tuple[int, ...], s2: tuple[int, ...]) -> float:

@@ -153,11 +153,13 @@ class LLMClient:
               max_tokens: int) -> Completion:
         kwargs: dict = {"model": self.model, "messages": messages, "temperature": 0.2,
                         "max_tokens": max_tokens}
+        # response_format goes in extra_body: sent as is, and the SDK does not walk the whole
+        # schema on every call (and keeps the llama.cpp-style "schema" key it would not know)
         if dialect == "json_schema":
-            kwargs["response_format"] = {"type": "json_schema", "json_schema": {
-                "name": name, "schema": schema, "strict": True}}
+            kwargs["extra_body"] = {"response_format": {"type": "json_schema", "json_schema": {
+                "name": name, "schema": schema, "strict": True}}}
         elif dialect == "json_object":
-            kwargs["response_format"] = {"type": "json_object", "schema": schema}
+            kwargs["extra_body"] = {"response_format": {"type": "json_object", "schema": schema}}
 
         @retry(retry=retry_if_exception(_transient), wait=self._wait,
                stop=stop_after_attempt(self._max_attempts), reraise=True)

@@ -98,6 +98,11 @@ def cut_patch(pr: PullRequest, rules: Rules, budget_tokens: int) -> PatchCut:
     return PatchCut(text, used, kept, cut, tuple(files_cut))
 
 
+@lru_cache(maxsize=8)
+def _schema_text(canonical: str) -> str:
+    return json.dumps(json.loads(canonical), indent=1)
+
+
 def task_messages(pr: PullRequest, rules: Rules, *, version: str, schema: dict,
                   budget_tokens: int, language: str | None = None) -> tuple[list[dict], PatchCut]:
     """System and user messages for one PR; all PR material scrubbed and fenced."""
@@ -117,7 +122,7 @@ def task_messages(pr: PullRequest, rules: Rules, *, version: str, schema: dict,
         "deletions": str(pr.deletions),
         "file_list": fence("file_list", file_list),
         "patch": fence("patch", patch.text or "(no patch text available)"),
-        "schema": json.dumps(schema, indent=1),
+        "schema": _schema_text(json.dumps(schema, sort_keys=True)),
     }
     system = load_template(version, "system")
     user = render(load_template(version, "user"), values)
