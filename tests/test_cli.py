@@ -173,3 +173,27 @@ def test_broken_config_is_a_clear_error(cli, tmp_path, db, bad):
     (tmp_path / "synth.toml").write_text(bad)
     r = cli("stats", "--db", db)
     assert r.code == 2 and "synth.toml" in r.err and "Traceback" not in r.err
+
+
+def test_every_command_is_documented_in_the_readme():
+    import argparse
+    from pathlib import Path
+
+    from synth.cli import build_parser
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+
+    def walk(parser, prefix):
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    yield from walk(sub, prefix + [name])
+        if prefix:
+            yield prefix, parser
+
+    for words, parser in walk(build_parser(), []):
+        assert parser.description or parser.format_help(), words
+        # leaves must be in the README as `synth a b`, possibly within an a|b|c alternation
+        if not any(isinstance(a, argparse._SubParsersAction) for a in parser._actions):
+            head = " ".join(["synth"] + words[:-1])
+            assert f"{head} {words[-1]}" in readme or (
+                head in readme and f"{words[-1]}\\|" in readme or f"\\|{words[-1]}" in readme), words
