@@ -26,7 +26,7 @@ from github import Auth, Github, GithubException
 from ..config import GitHubSettings
 from ..errors import RepositoryNotFound, SourceError
 from ..models import Cursor, FileChange, LinkedIssue, PullRequest, Repo
-from .ratelimit import Answer, Policy
+from .ratelimit import Answer, BudgetExhausted, Policy, RateLimitWaitTooLong
 
 log = logging.getLogger("synth.github")
 
@@ -335,7 +335,13 @@ class GitHubSource:
                     break
             page = conn.get("pageInfo") or {}
             finished = done or not page.get("hasNextPage")
-            prs = self._with_patches(prs)
+            prs, stopped = self._with_patches(prs)
+            if stopped is not None:
+                # the budget ran out inside this page: save the PRs that are complete, keep
+                # the cursor where it was (the next run re-reads this page and skips them)
+                yield SourceBatch(prs=prs, repo=_repo_meta(meta, repo), cursor=None,
+                                  total=conn.get("totalCount"))
+                raise stopped
             if finished:
                 new = Cursor(repo.full_name, "github", watermark=top or stop_at, cursor=None)
             else:
@@ -347,16 +353,24 @@ class GitHubSource:
             if finished:
                 return
 
-    def _with_patches(self, prs: list[PullRequest]) -> list[PullRequest]:
+    def _with_patches(self, prs: list[PullRequest]) -> tuple[list[PullRequest], SourceError | None]:
+        """PRs that pass the pre-filter get their patches. When the run's budget (or the
+        longest allowed wait) runs out midway, the PRs still lacking patches are left out and
+        the error is returned with the complete ones."""
         wanted = [i for i, pr in enumerate(prs) if self.wants_patch(pr)]
         if not wanted:
-            return prs
+            return prs, None
+        out: list[PullRequest | None] = list(prs)
+        stopped: SourceError | None = None
         with ThreadPoolExecutor(max_workers=self.api.settings.concurrency) as pool:
-            fetched = list(pool.map(lambda i: fetch_patches(self.api, prs[i]), wanted))
-        out = list(prs)
-        for i, pr in zip(wanted, fetched):
-            out[i] = pr
-        return out
+            futures = {i: pool.submit(fetch_patches, self.api, prs[i]) for i in wanted}
+            for i, fut in futures.items():
+                try:
+                    out[i] = fut.result()
+                except (BudgetExhausted, RateLimitWaitTooLong) as exc:
+                    out[i] = None
+                    stopped = stopped or exc
+        return [pr for pr in out if pr is not None], stopped
 
 
 def _repository(data: dict, full_name: str) -> dict:
