@@ -82,8 +82,12 @@ def print_summary(summary) -> None:
         print(f"    {code:<22} {n}")
     print(f"  tasks written: {c.get('rewrite/tasks', 0)}")
     if c.get("llm/calls"):
+        cost = c.get("llm/cost_microusd", 0) / 1_000_000
         print(f"  LLM calls:     {c['llm/calls']} ({c.get('llm/tokens/in', 0)} tokens in, "
-              f"{c.get('llm/tokens/out', 0)} out)")
+              f"{c.get('llm/tokens/out', 0)} out" + (f", about ${cost:.4f}" if cost else "") + ")")
+    if c.get("github/requests"):
+        print(f"  GitHub:        {c['github/requests']} requests"
+              + (f", {c['github/not_modified']} not modified" if c.get("github/not_modified") else ""))
     if summary.failures:
         print(f"  failures:      {len(summary.failures)} (recorded in the failures table)")
         for f in summary.failures[:10]:

@@ -295,6 +295,7 @@ class Pipeline:
                 s.inc("llm/tokens/in", result.usage.prompt_tokens)
                 s.inc("llm/tokens/out", result.usage.completion_tokens)
                 s.inc("llm/calls", result.usage.calls)
+                s.inc("llm/cost_microusd", round(result.usage.cost_usd * 1_000_000))
 
     def _dedupe(self) -> None:
         try:

@@ -197,3 +197,15 @@ def test_every_command_is_documented_in_the_readme():
             head = " ".join(["synth"] + words[:-1])
             assert f"{head} {words[-1]}" in readme or (
                 head in readme and f"{words[-1]}\\|" in readme or f"\\|{words[-1]}" in readme), words
+
+
+def test_demo_twice_same_counts(cli, tmp_path):
+    r = cli("run", "--demo")
+    assert r.code == 0 and "tasks written" in r.out
+    db = tmp_path / "data" / "queue.duckdb"
+    first = counts(db)
+    assert first["review_queue"] >= 1
+    r = cli("sql", "select count(*) from review_queue", "--format", "csv")
+    assert r.out.splitlines()[1] == str(first["review_queue"])
+    assert cli("run", "--demo").code == 0
+    assert counts(db) == first

@@ -192,3 +192,14 @@ def test_find_twins():
     twins = find_twins([("a", text), ("b", "something else entirely about metrics export"),
                         ("c", text + " again")])
     assert [(t.item, t.twin_of) for t in twins] == [("c", "a")]
+
+
+def test_export_since(cli, history_100, db, tmp_path, loose):
+    path, _ = history_100
+    cli("run", "--git", path, "--db", db, "--limit", "10")
+    cli("review", "approve", "--where", "true", "--reviewer", "ann", "--db", db)
+    out = tmp_path / "since"
+    assert cli("export", "--out", out, "--since", "2999-01-01", "--db", db).code == 0
+    assert (out / "train.jsonl").read_text() == ""
+    assert cli("export", "--out", out, "--since", "2000-01-01", "--db", db).code == 0
+    assert len((out / "train.jsonl").read_text().splitlines()) == len(q(db, "SELECT * FROM approved_tasks"))

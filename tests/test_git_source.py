@@ -104,3 +104,35 @@ def test_parse_log_patches_handles_quoted_paths():
     assert sha == "a" * 40
     assert files[0].path == "sp ace/é.py"
     assert (files[0].additions, files[0].deletions) == (2, 1)
+
+
+def test_huge_binary_and_non_utf8_patches_get_reasons(tmp_path, cli):
+    """A > 50 MB patch, a binary file and a non-UTF-8 file: classified, each with a reason."""
+    line = "x = '" + "y" * 120 + "'\n"
+    huge = line * (52_000_000 // len(line))
+    history = {"repo": {"name": "o/big"}, "commits": [
+        {"kind": "direct", "message": "init", "author": "A <a@b>", "date": "2024-01-01T00:00:00+00:00",
+         "files": {"README.md": "x\n"}},
+        {"kind": "squash", "pr": 1, "title": "Add generated table", "author": "A <a@b>",
+         "date": "2024-01-02T00:00:00+00:00", "files": {"src/table.py": huge, "src/use.py": "import table\n" * 30}},
+        {"kind": "squash", "pr": 2, "title": "Add logo", "author": "A <a@b>",
+         "date": "2024-01-03T00:00:00+00:00", "files": {"assets/logo.png": bytes(range(256)) * 64}},
+        {"kind": "squash", "pr": 3, "title": "Latin-1 strings", "author": "A <a@b>",
+         "date": "2024-01-04T00:00:00+00:00",
+         "files": {"src/names.py": ("NAMES = ['caf\xe9']\n" * 40).encode("latin-1"),
+                   "src/more.py": ("OTHER = ['cr\xe8me']\n" * 40).encode("latin-1")}},
+    ]}
+    path = build_repository(history, tmp_path / "big")
+    db = tmp_path / "q.duckdb"
+    r = cli("run", "--git", path, "--no-rewrite", "--db", db)
+    assert r.code == 0, r
+    import duckdb
+    con = duckdb.connect(str(db), read_only=True)
+    rows = dict(con.execute("SELECT number, reasons FROM candidates").fetchall())
+    size = con.execute("SELECT patch_bytes, patch_truncated, length(patch) FROM pr_files "
+                       "WHERE path = 'src/table.py'").fetchone()
+    con.close()
+    assert "too_large" in rows[1] and "patch_truncated" in rows[1]
+    assert size[0] > 50_000_000 and size[1] and size[2] <= 1 << 20
+    assert "assets_only" in rows[2] and "binary_files" in rows[2]
+    assert "non_utf8_patch" in rows[3]

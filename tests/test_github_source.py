@@ -231,3 +231,18 @@ def test_graphql_endpoint_for_enterprise():
     assert GitHubSettings(api_url="https://ghe.example.com/api/v3").graphql_endpoint() == \
         "https://ghe.example.com/api/graphql"
     assert GitHubSettings().graphql_endpoint() == "https://api.github.com/graphql"
+
+
+def test_discover_then_crawl_the_discovered(cli, tmp_path, monkeypatch):
+    fx = make_fixtures(seed=4, n_repos=2, prs_per_repo=40, n_search_repos=0, n_private_repos=0)
+    db = tmp_path / "d.duckdb"
+    with GitHubStandIn(fx, tokens=TOKENS, search_limit=1000) as gh:
+        monkeypatch.setenv("GITHUB_API_URL", gh.url)
+        monkeypatch.setenv("GITHUB_TOKEN", "tok-a")
+        r = cli("repos", "discover", "--min-stars", "0", "--db", db)
+        assert r.code == 0, r
+        r = cli("run", "--github", "--discover", "--no-rewrite", "--db", db)
+        assert r.code == 0, r
+    for repo in fx.repos:
+        n = q(db, "SELECT count(*) FROM pull_requests WHERE repo = ?", [repo.full_name])[0][0]
+        assert n == len(repo.merged_prs())

@@ -225,3 +225,25 @@ def test_planted_secrets_are_scrubbed_before_sending(cli, tmp_path, monkeypatch)
     assert len(planted) >= 40
     assert len(leaked) / len(planted) <= 0.05, leaked
     assert "[REDACTED:" in sent
+
+
+def test_judge_scores_order_the_review_queue(cli, plain_repo, db, monkeypatch):
+    def responder(request):
+        system = request["messages"][0]["content"]
+        if "You review coding tasks" not in system:
+            return None  # the default task answer
+        user = request["messages"][-1]["content"]
+        n = sum(map(ord, user)) % 5 + 1
+        return json.dumps({"clarity": n, "self_containedness": 5, "testability": n,
+                           "leakage": 5, "difficulty_fit": 3, "comment": "ok"})
+    with OpenAIStandIn(responder=responder) as llm:
+        r = run_llm(cli, llm, plain_repo, db, monkeypatch, "--judge")
+        assert r.code == 0, r
+        assert llm.calls == 24  # a task call and a judge call per PR
+    scores = [s for (s,) in table(db, "SELECT judge_score FROM review_queue")]
+    assert len(scores) == 12 and all(s is not None for s in scores)
+    assert scores == sorted(scores, reverse=True) and len(set(scores)) > 1
+    judge = json.loads(table(db, "SELECT judge FROM tasks LIMIT 1")[0][0])
+    assert set(judge) >= {"clarity", "testability", "leakage", "comment"}
+    counts = json.loads(table(db, "SELECT counts FROM runs ORDER BY started_at DESC LIMIT 1")[0][0])
+    assert counts["llm/calls"] == 24 and counts["llm/tokens/in"] > 0

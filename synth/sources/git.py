@@ -247,16 +247,18 @@ def parse_log_patches(stream, chunk_size: int = 1 << 20) -> Iterator[tuple[str, 
     """
     read = getattr(stream, "read", None)
     blocks = iter(lambda: read(chunk_size), b"") if read else iter(stream)
-    buf = b""
+    buf = bytearray()  # grows in place: a huge commit spanning many blocks stays linear
     for block in blocks:
+        start = max(0, len(buf) - len(_MARK) + 1)  # a marker may straddle two blocks
         buf += block
-        cut = buf.rfind(_MARK)
+        cut = buf.rfind(_MARK, start)
         if cut <= 0:
             continue
-        done, buf = buf[:cut], buf[cut:]
+        done = bytes(buf[:cut])
+        del buf[:cut]
         yield from _commits(done)
     if buf:
-        yield from _commits(buf)
+        yield from _commits(bytes(buf))
 
 
 def _commits(data: bytes) -> Iterator[tuple[str, tuple[FileChange, ...]]]:

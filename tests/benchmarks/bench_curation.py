@@ -456,8 +456,8 @@ def main() -> None:
                     help="run only these figures (c needs the tasks b fills)")
     ap.add_argument("--keep", action="store_true", help="keep the temp folder and print it")
     args = ap.parse_args()
-    if args.approved > args.tasks * 0.9:
-        ap.error("--approved must be at most 90% of --tasks (10% of tasks are not pending)")
+    if args.approved > args.tasks * 0.85:
+        ap.error("--approved must be at most 85% of --tasks (about 10% of tasks are not pending)")
     work = Path(tempfile.mkdtemp(prefix="synth-bench-curation-"))
     print(f"synth curation benchmark: {os.cpu_count()} CPUs, duckdb {duckdb.__version__}, "
           f"work folder {work}")

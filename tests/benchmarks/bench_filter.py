@@ -276,13 +276,21 @@ def _rename(rng):
     return "rename", files
 
 
+def _version_string(rng):
+    a, b = rng.randint(0, 9), rng.randint(0, 30)
+    return "version", [_fc(f"src/{rng.choice(PKGS)}/__init__.py", "modified",
+                           _hunk(rng, [f'__version__ = "1.{a}.{b}"'], [f'__version__ = "1.{a}.{b + 1}"'],
+                                 context=1))]
+
+
 def _huge(rng):
     return "huge", [code_file(rng, "py", rng.randint(150, 300), "added") for _ in range(rng.randint(12, 20))]
 
 
 KINDS = [  # (weight, builder)
     (30, _feature), (20, _small_fix), (12, _docs_only), (7, _tests_only), (7, _chore),
-    (3, _formatting), (3, _comment_only), (2, _import_order), (2, _rename), (2, _huge),
+    (3, _formatting), (3, _comment_only), (2, _import_order), (2, _rename),
+    (1, _version_string), (2, _huge),
 ]
 
 
@@ -339,7 +347,10 @@ def main() -> None:
     gen = time.perf_counter() - t
     n_files = sum(len(p.files) for p in prs)
     patch_mb = sum(f.patch_bytes for p in prs for f in p.files) / 1e6
-    print(f"built {len(prs):,} synthetic PRs ({n_files:,} files, {patch_mb:.1f} MB of patches) "
+    changed = sorted(p.additions + p.deletions for p in prs)
+    print(f"built {len(prs):,} synthetic PRs ({n_files:,} files, {patch_mb:.1f} MB of patches; "
+          f"changed lines per PR: median {changed[len(changed) // 2]}, mean "
+          f"{sum(changed) / len(changed):.0f}, p95 {changed[int(len(changed) * 0.95)]}) "
           f"in {gen:.1f} s (seed {args.seed}; not timed)")
 
     times, decisions = [], []
@@ -355,7 +366,8 @@ def main() -> None:
     if args.goal:
         line += f"  goal >= {args.goal:,.0f} PRs/s: {'ok' if rate >= args.goal else 'over goal'}"
     print(line)
-    print(f"  per PR: {best / len(prs) * 1e6:.0f} us on average")
+    print(f"  per PR: {best / len(prs) * 1e6:.0f} us on average; per changed line: "
+          f"{best / max(1, sum(changed)) * 1e6:.2f} us")
 
     kept = sum(d.kept for d in decisions)
     dropped = len(decisions) - kept
