@@ -208,3 +208,31 @@ def test_progress_bars_on_a_terminal(history_100, tmp_path, batchy):
     os.waitpid(pid, 0)
     screen = b"".join(chunks).decode(errors="replace")
     assert "█" in screen and "\r" in screen
+
+
+def test_sigkill_during_github_crawl_with_llm_rewrites(tmp_path):
+    """The same guarantee with the GitHub and LLM stand-ins: kill, re-run, compare."""
+    from standins.github_fixtures import make_fixtures
+    from standins.github_server import GitHubStandIn
+    from standins.openai_server import OpenAIStandIn
+    fx = make_fixtures(seed=5, n_repos=2, prs_per_repo=60, n_search_repos=0, n_private_repos=0)
+    names = ",".join(r.full_name for r in fx.repos)
+    (tmp_path / "synth.toml").write_text("[run]\nbatch_size = 5\n[github]\npage_size = 10\n")
+    rng = random.Random(7)
+    with GitHubStandIn(fx, tokens={"tok-a": 100000}) as gh, OpenAIStandIn(latency=0.01) as llm:
+        env = {**os.environ, "GITHUB_API_URL": gh.url, "GITHUB_TOKEN": "tok-a",
+               "OPENAI_BASE_URL": llm.base_url, "OPENAI_API_KEY": "sk-x"}
+        args = ("--github", "--repos", names, "--model", "m")
+        ref = tmp_path / "ref.duckdb"
+        run_ok(tmp_path, *args, "--db", ref, env=env)
+        reference = snapshot(ref)
+        assert len(reference["tasks"]) > 10
+        for trial in range(3):
+            db = tmp_path / f"gk{trial}.duckdb"
+            proc = subprocess.Popen(synth_cmd("run", *args, "--db", db), cwd=tmp_path, env=env,
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            time.sleep(rng.uniform(1.0, 3.0))
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            run_ok(tmp_path, *args, "--db", db, env=env)
+            assert snapshot(db) == reference, f"trial {trial}"
