@@ -8,17 +8,12 @@ import duckdb
 import pyarrow.json as pajson
 import pyarrow.parquet as pq
 import pytest
+from dbutil import q
 
 from synth.agreement import cohen_kappa, fleiss_kappa
 from synth.dedupe import find_twins
 
 
-def q(db, sql, params=None):
-    con = duckdb.connect(str(db), read_only=True)
-    try:
-        return con.execute(sql, params or []).fetchall()
-    finally:
-        con.close()
 
 
 @pytest.fixture

@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 import os
 
-import duckdb
 import pytest
+from dbutil import q
 
 from standins.github_fixtures import File, make_fixtures
 from standins.github_server import GitHubStandIn
@@ -17,12 +17,6 @@ from synth.sources.ratelimit import Answer, Policy
 TOKENS = {"tok-a": 5000, "tok-b": 5000}
 
 
-def q(db, sql, params=None):
-    con = duckdb.connect(str(db), read_only=True)
-    try:
-        return con.execute(sql, params or []).fetchall()
-    finally:
-        con.close()
 
 
 @pytest.fixture

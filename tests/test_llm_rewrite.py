@@ -13,9 +13,9 @@ import string
 import tomllib
 from pathlib import Path
 
-import duckdb
 import pytest
 
+from dbutil import q as table
 from histories import module_text
 from standins.openai_server import OpenAIStandIn, task_responder
 from synth.models import TaskSpec
@@ -38,12 +38,6 @@ def repo_with_prs(root: Path, bodies: list[str], name: str = "acme/llm") -> Path
     return build_repository({"repo": {"name": name}, "commits": commits}, root / "repo")
 
 
-def table(db: Path, sql: str) -> list[tuple]:
-    con = duckdb.connect(str(db), read_only=True)
-    try:
-        return con.execute(sql).fetchall()
-    finally:
-        con.close()
 
 
 def run_llm(cli, llm, repo, db, monkeypatch, *extra):
