@@ -98,9 +98,16 @@ def cut_patch(pr: PullRequest, rules: Rules, budget_tokens: int) -> PatchCut:
     return PatchCut(text, used, kept, cut, tuple(files_cut))
 
 
-@lru_cache(maxsize=8)
-def _schema_text(canonical: str) -> str:
-    return json.dumps(json.loads(canonical), indent=1)
+_SCHEMA_TEXTS: dict[int, tuple[dict, str]] = {}
+
+
+def _schema_text(schema: dict) -> str:
+    """The schema as prompt text, rendered once per schema object."""
+    hit = _SCHEMA_TEXTS.get(id(schema))
+    if hit is None or hit[0] is not schema:
+        hit = (schema, json.dumps(schema, indent=1))
+        _SCHEMA_TEXTS[id(schema)] = hit
+    return hit[1]
 
 
 def task_messages(pr: PullRequest, rules: Rules, *, version: str, schema: dict,
@@ -122,7 +129,7 @@ def task_messages(pr: PullRequest, rules: Rules, *, version: str, schema: dict,
         "deletions": str(pr.deletions),
         "file_list": fence("file_list", file_list),
         "patch": fence("patch", patch.text or "(no patch text available)"),
-        "schema": _schema_text(json.dumps(schema, sort_keys=True)),
+        "schema": _schema_text(schema),
     }
     system = load_template(version, "system")
     user = render(load_template(version, "user"), values)
