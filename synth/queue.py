@@ -29,7 +29,7 @@ import duckdb
 from .errors import QueueBusy, QueueError, SQLError
 from .models import Batch, DedupeResult, Decision, Failure, PullRequest, Repo, Task
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 TABLES = ("repos", "pull_requests", "pr_files", "decisions", "tasks", "failures", "cursors", "runs",
           "resolved")
 
@@ -58,14 +58,22 @@ def _upgrade_2(con: duckdb.DuckDBPyConnection) -> None:
     reviewer_stats."""
     for col, typ in (("dup_of", "VARCHAR"), ("dup_kind", "VARCHAR"), ("dup_similarity", "DOUBLE")):
         con.execute(f"ALTER TABLE tasks ADD COLUMN IF NOT EXISTS {col} {typ}")
-    _schema(con)
+
+
+def _upgrade_3(con: duckdb.DuckDBPyConnection) -> None:
+    """tasks.pr_url, so review_queue needs no join and its top rows come fast."""
+    con.execute("ALTER TABLE tasks ADD COLUMN IF NOT EXISTS pr_url VARCHAR")
+    con.execute("UPDATE tasks SET pr_url = p.url FROM pull_requests p "
+                "WHERE p.repo = tasks.repo AND p.number = tasks.number AND tasks.pr_url IS NULL")
 
 
 # (version, name, upgrade): a new file runs schema.sql and records every version; an older
-# file runs the upgrades it lacks, each in its own transaction.
+# file runs the upgrades it lacks (new columns), in order, then schema.sql (new tables,
+# views), in one transaction.
 MIGRATIONS: list[tuple[int, str, Any]] = [
-    (1, "initial schema", _schema),
+    (1, "initial schema", lambda con: None),
     (2, "curation: duplicates, revisions, http cache, reviewer_stats", _upgrade_2),
+    (3, "tasks.pr_url; review_queue without a join", _upgrade_3),
 ]
 
 
@@ -79,11 +87,10 @@ def migrate(con: duckdb.DuckDBPyConnection) -> int:
         return SCHEMA_VERSION
     con.execute("BEGIN TRANSACTION")
     try:
-        if not done:
-            _schema(con)
-        else:
+        if done:  # an older file: new columns first, then the tables and views of today
             for _, _, upgrade in pending:
                 upgrade(con)
+        _schema(con)
         for version, name, _ in pending:
             con.execute("INSERT INTO schema_migrations VALUES (?, ?, ?)", [version, name, utcnow()])
         con.execute("COMMIT")
@@ -180,7 +187,7 @@ def _task_row(t: Task, stamp: str, run_id: str | None) -> dict:
         "status": "pending", "judge_score": t.judge_score, "judge": t.judge,
         "prompt_tokens": t.usage.prompt_tokens, "completion_tokens": t.usage.completion_tokens,
         "cost_usd": t.usage.cost_usd, "revision": 0, "created_at": stamp, "updated_at": stamp,
-        "run_id": run_id,
+        "run_id": run_id, "pr_url": t.provenance.pr_url,
     }
 
 

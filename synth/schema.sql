@@ -1,4 +1,4 @@
--- synth queue schema, version 2: the contract curators write SQL against.
+-- synth queue schema, version 3: the contract curators write SQL against.
 -- Every statement is idempotent; upgrades of older files live in queue.py (MIGRATIONS).
 -- Column names are public API: change them only with a migration and a README note.
 
@@ -99,7 +99,8 @@ CREATE TABLE IF NOT EXISTS tasks (
     run_id          VARCHAR,
     dup_of          VARCHAR,                  -- task_id of a near-duplicate twin (the older one)
     dup_kind        VARCHAR,                  -- query | patch: what was near-identical
-    dup_similarity  DOUBLE                    -- estimated Jaccard similarity with the twin
+    dup_similarity  DOUBLE,                   -- estimated Jaccard similarity with the twin
+    pr_url          VARCHAR                   -- the PR's URL (copied, so review_queue needs no join)
 );
 
 -- Every edit of a task keeps the content it replaced: revision 0 is what the rewriter wrote.
@@ -194,13 +195,12 @@ LEFT JOIN (
 ) d USING (repo, number);
 
 CREATE OR REPLACE VIEW review_queue AS
-SELECT t.task_id, t.repo, t.number, p.url, t.title, t.category, t.difficulty,
-       t.judge_score, t.confidence, t.rewriter, t.model, t.prompt_version, t.flags,
-       t.status, t.created_at
-FROM tasks t
-JOIN pull_requests p USING (repo, number)
-WHERE t.status = 'pending'
-ORDER BY t.judge_score DESC NULLS LAST, t.confidence DESC NULLS LAST, t.created_at, t.task_id;
+SELECT task_id, repo, number, pr_url AS url, title, category, difficulty,
+       judge_score, confidence, rewriter, model, prompt_version, flags, dup_of,
+       status, created_at
+FROM tasks
+WHERE status = 'pending'
+ORDER BY judge_score DESC NULLS LAST, confidence DESC NULLS LAST, created_at, task_id;
 
 CREATE OR REPLACE VIEW approved_tasks AS
 SELECT t.*, p.url AS pr_url, p.base_sha, p.merge_sha, p.merged_at, r.license

@@ -63,17 +63,29 @@ def _anonymous(rx: re.Pattern) -> str:
 _ANY_SECRET = re.compile("|".join(_anonymous(rx) for _, rx in _SECRET_PATTERNS))
 
 
+# literal fragments at least one of which every secret pattern needs (checked lower-cased):
+# clean text is ruled out by a few substring searches instead of regular expressions
+_HINTS = ("ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_", "sk-", "sk_", "pk_", "rk_", "akia", "asia", "agpa", "aida", "aroa",
+          "anpa", "anva", "xox", "hooks.slack", "aiza", "eyj", "npm_", "hf_", "glpat-",
+          "private key", "://", "bearer", "token")
+_ASSIGN_HINTS = ("key", "secret", "token", "passw", "pwd", "auth", "credential")
+
+
 def scrub(text: str | None) -> str:
     """Replace secrets in ``text`` with ``[REDACTED:<kind>]``."""
     if not text:
         return text or ""
-    if _ANY_SECRET.search(text):
+    low = text.lower()
+    if any(h in low for h in _HINTS) and _ANY_SECRET.search(text):
         text = _scrub_patterns(text)
-    text = _ASSIGN.sub(
-        lambda m: m.group("pre") + "[REDACTED:assignment]" if _looks_secret(m.group("secret"))
-        else m.group(0), text)
-    return _LONG_TOKEN.sub(lambda m: "[REDACTED:high_entropy]" if _random_looking(m.group(0))
-                           else m.group(0), text)
+    if any(h in low for h in _ASSIGN_HINTS):
+        text = _ASSIGN.sub(
+            lambda m: m.group("pre") + "[REDACTED:assignment]" if _looks_secret(m.group("secret"))
+            else m.group(0), text)
+    if any(len(word) >= 30 for word in text.split()):
+        text = _LONG_TOKEN.sub(lambda m: "[REDACTED:high_entropy]" if _random_looking(m.group(0))
+                               else m.group(0), text)
+    return text
 
 
 def _scrub_patterns(text: str) -> str:

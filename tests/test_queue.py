@@ -1,0 +1,76 @@
+"""The queue module alone: migrations, idempotent batches, spool and ingest."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import duckdb
+
+from dbutil import q
+from synth.models import Batch, Decision, FileChange, PullRequest, Repo
+from synth.queue import SCHEMA_VERSION, Queue
+
+
+def pr(n: int) -> PullRequest:
+    return PullRequest(repo="o/r", number=n, title=f"t{n}", body="b", author="a",
+                       merged_at=datetime(2024, 1, n), base_sha="a" * 40, merge_sha="b" * 40,
+                       url=f"https://github.com/o/r/pull/{n}", labels=("x",),
+                       files=(FileChange("src/a.py", "modified", 2, 1, "@@\n+a\n+b\n-c\n"),))
+
+
+def test_an_older_file_is_upgraded_in_place(tmp_path):
+    db = tmp_path / "old.duckdb"
+    Queue(db).ensure()
+    con = duckdb.connect(str(db))  # make it look like a version-1 file
+    for view in ("candidates", "review_queue", "approved_tasks", "reviewer_stats"):
+        con.execute(f"DROP VIEW {view}")
+    for col in ("dup_of", "dup_kind", "dup_similarity", "pr_url"):
+        con.execute(f"ALTER TABLE tasks DROP COLUMN {col}")
+    for table in ("task_revisions", "task_signatures", "http_cache"):
+        con.execute(f"DROP TABLE {table}")
+    con.execute("DELETE FROM schema_migrations WHERE version > 1")
+    con.close()
+    Queue(db).write(Batch(pull_requests=[pr(1)]))
+    assert q(db, "SELECT max(version) FROM schema_migrations") == [(SCHEMA_VERSION,)]
+    cols = {c for (c,) in q(db, "SELECT column_name FROM information_schema.columns WHERE table_name = 'tasks'")}
+    assert {"dup_of", "pr_url"} <= cols
+    assert q(db, "SELECT count(*) FROM reviewer_stats") == [(0,)]
+
+
+def test_batches_are_idempotent_and_files_replaced_whole(tmp_path):
+    db = tmp_path / "q.duckdb"
+    queue = Queue(db)
+    batch = Batch(repos=[Repo("o", "r")], pull_requests=[pr(1), pr(2)],
+                  decisions=[Decision("o/r", 1, True, ("substantive",), "v1")])
+    queue.write(batch)
+    queue.write(batch)
+    assert q(db, "SELECT count(*) FROM pull_requests") == [(2,)]
+    assert q(db, "SELECT count(*) FROM decisions") == [(1,)]
+    changed = PullRequest(**{**{k: getattr(pr(1), k) for k in pr(1).__dataclass_fields__},
+                             "files": (FileChange("src/b.py", "added", 1, 0, "@@\n+x\n"),)})
+    queue.write(Batch(pull_requests=[changed]))
+    assert q(db, "SELECT path FROM pr_files WHERE number = 1") == [("src/b.py",)]
+    assert q(db, "SELECT first_seen_at < updated_at OR first_seen_at = updated_at FROM pull_requests "
+                 "WHERE number = 1") == [(True,)]
+
+
+def test_a_busy_file_spools_and_the_next_write_ingests(tmp_path):
+    db = tmp_path / "q.duckdb"
+    queue = Queue(db, busy_timeout=0.2)
+    queue.ensure()
+    import subprocess
+    import sys
+    holder = subprocess.Popen([sys.executable, "-c", f"import duckdb,sys; c=duckdb.connect({str(db)!r}); "
+                               "print('held', flush=True); sys.stdin.readline()"],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        res = queue.write(Batch(pull_requests=[pr(3)]))
+        assert res.spooled == 1 and res.ingested == 0
+        assert len(queue.pending_spool()) == 1
+    finally:
+        holder.stdin.close()
+        holder.wait()
+    res = queue.write(Batch(pull_requests=[pr(4)]))
+    assert res.ingested == 2 and not queue.pending_spool()
+    assert q(db, "SELECT number FROM pull_requests ORDER BY 1") == [(3,), (4,)]
