@@ -25,6 +25,8 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from .errors import QueueBusy, QueueError, SQLError
 from .models import Batch, DedupeResult, Decision, Failure, PullRequest, Repo, Task
@@ -135,10 +137,14 @@ def batch_rows(batch: Batch, now: datetime | None = None) -> dict[str, list[dict
         rows["resolved"].append({"stage": stage, "repo": repo, "number": number})
     for c in _dedupe(batch.cursors, lambda c: (c.repo, c.source)):
         rows["cursors"].append({"repo": c.repo, "source": c.source, "watermark": c.watermark,
-                                "cursor": c.cursor, "state": c.state,
+                                "cursor": c.cursor, "state": json.dumps(c.state),
                                 "updated_at": stamp})
     if batch.run:
-        rows["runs"].append(dict(batch.run))
+        run = dict(batch.run)
+        for key in ("counts", "errors"):
+            if not isinstance(run.get(key), (str, type(None))):
+                run[key] = json.dumps(run[key])
+        rows["runs"].append(run)
     return {t: r for t, r in rows.items() if r}
 
 
@@ -162,8 +168,8 @@ def _pr_row(pr: PullRequest, stamp: str) -> dict:
         "author": pr.author, "author_is_bot": pr.author_is_bot, "merged_at": _ts(pr.merged_at),
         "base_sha": pr.base_sha, "merge_sha": pr.merge_sha, "head_sha": pr.head_sha,
         "url": pr.url, "labels": list(pr.labels),
-        "linked_issues": [{"number": i.number, "title": i.title, "body": i.body}
-                          for i in pr.linked_issues],
+        "linked_issues": json.dumps([{"number": i.number, "title": i.title, "body": i.body}
+                                     for i in pr.linked_issues]),
         "additions": pr.additions, "deletions": pr.deletions, "changed_files": pr.changed_files,
         "source": pr.source, "first_seen_at": stamp, "updated_at": stamp,
     }
@@ -171,7 +177,7 @@ def _pr_row(pr: PullRequest, stamp: str) -> dict:
 
 def _decision_row(d: Decision, stamp: str, run_id: str | None) -> dict:
     return {"repo": d.repo, "number": d.number, "filter_version": d.filter_version,
-            "kept": d.kept, "reasons": list(d.reasons), "metrics": d.metrics,
+            "kept": d.kept, "reasons": list(d.reasons), "metrics": json.dumps(d.metrics),
             "decided_at": stamp, "run_id": run_id}
 
 
@@ -180,11 +186,12 @@ def _task_row(t: Task, stamp: str, run_id: str | None) -> dict:
     return {
         "task_id": t.task_id, "repo": t.provenance.repo, "number": t.provenance.pr_number,
         "title": s.title, "category": s.category, "background": s.background, "query": s.query,
-        "subtasks": [st.model_dump() for st in s.subtasks],
+        "subtasks": json.dumps([st.model_dump() for st in s.subtasks]),
         "modified_files": s.modified_files, "related_files": s.related_files,
         "difficulty": s.difficulty, "flags": s.flags, "confidence": s.confidence,
         "rewriter": t.rewriter, "model": t.model, "prompt_version": t.prompt_version,
-        "status": "pending", "judge_score": t.judge_score, "judge": t.judge,
+        "status": "pending", "judge_score": t.judge_score,
+        "judge": json.dumps(t.judge) if t.judge is not None else None,
         "prompt_tokens": t.usage.prompt_tokens, "completion_tokens": t.usage.completion_tokens,
         "cost_usd": t.usage.cost_usd, "revision": 0, "created_at": stamp, "updated_at": stamp,
         "run_id": run_id, "pr_url": t.provenance.pr_url,
@@ -310,26 +317,33 @@ class Queue:
     # -- writes
 
     def write(self, batch: Batch, *, wait: float | None = None) -> WriteResult:
-        """Spool a batch, then ingest every spooled batch in order. Never loses a batch:
-        when the file stays busy past ``wait`` the batch stays spooled (WriteResult.spooled)."""
+        """Write a batch in one transaction (after any batch still waiting in the spool).
+        Never loses a batch: when the file stays busy past ``wait`` the batch is spooled to
+        disk (WriteResult.spooled) and a later write ingests it."""
         return self.write_many([batch], wait=wait)
 
     def write_many(self, batches: list[Batch], *, wait: float | None = None) -> WriteResult:
         """Like write, for several batches in one connection (each its own transaction)."""
-        for batch in batches:
-            if len(batch):
-                self.spool(batch)
-        return self.ingest_spool(wait=wait)
+        batches = [b for b in batches if len(b)]
+        try:
+            with self.connect(wait=wait) as con:
+                done = self._ingest_pending(con)  # older batches first, in order
+                for batch in batches:
+                    self._ingest(con, _arrow_tables(batch_rows(batch)))
+                return WriteResult(done + len(batches), 0)
+        except QueueBusy:
+            for batch in batches:
+                _fsync_folder(self.spool(batch))  # the spool is now the only copy
+            return WriteResult(0, len(self.pending_spool()))
 
     def spool(self, batch: Batch) -> Path:
-        rows = batch_rows(batch)
+        """Write a batch to the spool folder as Parquet files, one per table, renamed into
+        place only when complete."""
         name = f"{time.time_ns():020d}-{uuid.uuid4().hex[:8]}"
         tmp = self.spool_dir / f".tmp-{name}"
         tmp.mkdir(parents=True, exist_ok=True)
-        for table, items in rows.items():
-            with open(tmp / f"{table}.jsonl", "w", encoding="utf-8") as fh:
-                fh.write("\n".join(json.dumps(item, default=str) for item in items))
-                fh.write("\n")
+        for table, arrow in _arrow_tables(batch_rows(batch)).items():
+            pq.write_table(arrow, tmp / f"{table}.parquet", compression="zstd")
         final = self.spool_dir / name
         os.replace(tmp, final)
         return final
@@ -340,27 +354,24 @@ class Queue:
         return sorted(p for p in self.spool_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
 
     def ingest_spool(self, *, wait: float | None = None) -> WriteResult:
-        if not self.pending_spool():
-            return WriteResult(0, 0)
-        try:
-            with self.connect(wait=wait) as con:
-                # listed again while holding the file: no other process can be ingesting now
-                done = 0
-                for folder in self.pending_spool():
-                    self._ingest_one(con, folder)
-                    shutil.rmtree(folder, ignore_errors=True)
-                    done += 1
-                self._sweep_partial()
-                return WriteResult(done, 0)
-        except QueueBusy:
-            # the spool is now the only copy of these batches: make it durable
-            left = self.pending_spool()
-            for folder in left:
-                _fsync_folder(folder)
-            return WriteResult(0, len(left))
+        """Ingest every spooled batch, if the file can be had within ``wait``."""
+        return self.write_many([], wait=wait)
+
+    def _ingest_pending(self, con: duckdb.DuckDBPyConnection) -> int:
+        # listed while holding the file: no other process can be ingesting now
+        done = 0
+        for folder in self.pending_spool():
+            tables = {f.stem: pq.read_table(f) for f in folder.glob("*.parquet")}
+            self._ingest(con, tables)
+            shutil.rmtree(folder, ignore_errors=True)
+            done += 1
+        self._sweep_partial()
+        return done
 
     def _sweep_partial(self, older_than: float = 3600.0) -> None:
         """Remove half-written spool folders a killed process left (never ingested)."""
+        if not self.spool_dir.is_dir():
+            return
         now = time.time()
         for p in self.spool_dir.glob(".tmp-*"):
             try:
@@ -369,34 +380,41 @@ class Queue:
             except OSError:
                 pass
 
-    def _ingest_one(self, con: duckdb.DuckDBPyConnection, folder: Path) -> None:
+    def _ingest(self, con: duckdb.DuckDBPyConnection, tables: dict[str, "pa.Table"]) -> None:
+        """One batch, one transaction: idempotent upserts from Arrow tables."""
         con.execute("BEGIN TRANSACTION")
         try:
             for table in TABLES:
-                file = folder / f"{table}.jsonl"
-                if file.exists():
-                    self._ingest_table(con, table, file)
+                if table in tables:
+                    name = f"staged_{table}"
+                    con.register(name, tables[table])
+                    try:
+                        self._ingest_table(con, table, name, tables[table].column_names)
+                    finally:
+                        con.unregister(name)
             con.execute("COMMIT")
         except BaseException:
             con.execute("ROLLBACK")
             raise
 
-    def _ingest_table(self, con: duckdb.DuckDBPyConnection, table: str, file: Path) -> None:
+    def _ingest_table(self, con: duckdb.DuckDBPyConnection, table: str, staged: str,
+                      names: list[str]) -> None:
         src = "failures" if table == "resolved" else table
         cols = _columns(con, src)
+        # typed view of the staged rows: Arrow's guesses (null columns, strings for JSON and
+        # timestamps) cast to the table's own column types
+        reader = "(SELECT " + ", ".join(f"CAST({n} AS {cols[n]}) AS {n}" for n in names) + \
+                 f" FROM {staged})"
         if table == "resolved":
             con.execute(
-                f"UPDATE failures SET resolved = true FROM {_reader(file, cols, ('stage', 'repo', 'number'))} r "
+                f"UPDATE failures SET resolved = true FROM {reader} r "
                 "WHERE failures.stage = r.stage AND failures.repo = r.repo "
                 "AND failures.number = r.number")
             return
-        reader = _reader(file, cols, tuple(cols))
-        if table == "pr_files":  # a PR's file list is replaced whole: read the file once
-            con.execute(f"CREATE OR REPLACE TEMP TABLE staged_files AS SELECT * FROM {reader}")
-            con.execute("DELETE FROM pr_files WHERE (repo, number) IN "
-                        "(SELECT DISTINCT repo, number FROM staged_files)")
-            con.execute("INSERT INTO pr_files BY NAME SELECT * FROM staged_files")
-            con.execute("DROP TABLE staged_files")
+        if table == "pr_files":  # a PR's file list is replaced whole
+            con.execute(f"DELETE FROM pr_files WHERE (repo, number) IN "
+                        f"(SELECT DISTINCT repo, number FROM {staged})")
+            con.execute(f"INSERT INTO pr_files BY NAME SELECT * FROM {reader}")
             return
         if table == "failures":
             con.execute(
@@ -411,6 +429,16 @@ class Queue:
                   if updates else "DO NOTHING")
         con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM {reader} "
                     f"ON CONFLICT ({', '.join(keys)}) {action}")
+
+
+def _arrow_tables(rows: dict[str, list[dict]]) -> dict[str, "pa.Table"]:
+    """Rows as Arrow tables, built column by column (C-speed conversion)."""
+    out = {}
+    for table, items in rows.items():
+        if items:
+            names = list(items[0])
+            out[table] = pa.table({n: pa.array([r.get(n) for r in items]) for n in names})
+    return out
 
 
 _COLUMNS: dict[str, dict[str, str]] = {}
