@@ -285,6 +285,18 @@ class Batch:
                 + len(self.cursors) + (1 if self.run else 0))
 
 
+@dataclass
+class SourceBatch:
+    """What a source hands the pipeline: new PRs, and the cursor to save with them."""
+
+    prs: list[PullRequest]
+    repo: Repo | None = None
+    cursor: Cursor | None = None
+    failures: list[Failure] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=dict)
+    total: int | None = None  # PRs this source expects to hand over for the repo, if known
+
+
 @dataclass(slots=True)
 class RunSummary:
     """What one run did, for the run record and the printed summary."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Callable, Iterable, Iterator, Protocol
 
@@ -19,21 +19,10 @@ from . import queue as q
 from .errors import QueueBusy, SourceError, SynthError
 from .sources.ratelimit import BudgetExhausted, RateLimitWaitTooLong
 from .filtering import INFO_CODES, Rules, decide
-from .models import Batch, Cursor, Decision, Failure, PullRequest, Repo, RunSummary, Task
+from .models import (Batch, Cursor, Decision, Failure, PullRequest, Repo, RunSummary, SourceBatch,
+                     Task)
 
 log = logging.getLogger("synth.pipeline")
-
-
-@dataclass
-class SourceBatch:
-    """What a source hands the pipeline: new PRs, and the cursor to save with them."""
-
-    prs: list[PullRequest]
-    repo: Repo | None = None
-    cursor: Cursor | None = None
-    failures: list[Failure] = field(default_factory=list)
-    counts: dict[str, int] = field(default_factory=dict)
-    total: int | None = None  # PRs this source expects to hand over for the repo, if known
 
 
 class Source(Protocol):

@@ -309,6 +309,17 @@ class Queue:
             except duckdb.Error as exc:
                 raise SQLError(f"SQL error: {exc}") from None
 
+    def copy_to(self, sql: str, params: list, dest: Path, fmt: str) -> None:
+        """Write a query's rows to a file with DuckDB (one thread: same rows, same bytes)."""
+        options = "FORMAT parquet, COMPRESSION zstd" if fmt == "parquet" else "FORMAT json"
+        target = str(dest).replace("'", "''")
+        with self.connect(read_only=True, wait=self.busy_timeout) as con:
+            try:
+                con.execute("SET threads = 1")
+                con.execute(f"COPY ({sql}) TO '{target}' ({options})", params)
+            except duckdb.Error as exc:
+                raise SQLError(f"export failed: {exc}") from None
+
     def ensure(self) -> None:
         """Create the file and apply migrations."""
         with self.connect():
@@ -472,13 +483,6 @@ def _columns_uncached(con: duckdb.DuckDBPyConnection, table: str) -> dict[str, s
     return {name: dtype for name, dtype in rows}
 
 
-def _reader(file: Path, cols: dict[str, str], names: tuple[str, ...]) -> str:
-    spec = ", ".join(f"'{n}': '{cols[n]}'" for n in names)
-    path = str(file).replace("'", "''")
-    return (f"read_json('{path}', format = 'newline_delimited', columns = {{{spec}}}, "
-            "maximum_object_size = 1073741824)")
-
-
 def _lock_holder(text: str) -> str:
     marker = "Conflicting lock is held in"
     if marker in text:
@@ -566,20 +570,6 @@ def repo_licenses(queue: Queue) -> dict[str, str | None]:
         return {}
     _, rows = queue.query("SELECT repo, license FROM repos", wait=queue.busy_timeout)
     return dict(rows)
-
-
-def jsonl_to_parquet(src: Path, dest: Path, columns: dict[str, str],
-                     order_by: str = "task_id") -> None:
-    """Convert a JSON-lines file to Parquet with DuckDB, deterministically (one thread)."""
-    con = duckdb.connect(":memory:")
-    try:
-        con.execute("SET threads = 1")
-        d = str(dest).replace("'", "''")
-        reader = _reader(src, columns, tuple(columns))
-        con.execute(f"COPY (SELECT * FROM {reader} ORDER BY {order_by}) TO '{d}' "
-                    "(FORMAT parquet, COMPRESSION zstd)")
-    finally:
-        con.close()
 
 
 def mark_abandoned_runs(queue: Queue, current_run_id: str) -> int:

@@ -139,12 +139,13 @@ def save_edit(queue: Queue, task_id: str, edited_text: str, editor: str,
     replaces in task_revisions. Returns the new revision number."""
     from pydantic import ValidationError
     from .models import TaskSpec
+    from .rewrite.guards import scrub_spec
     try:
         data = json.loads(edited_text)
     except ValueError as exc:
         raise ReviewError(f"the edited task is not valid JSON: {exc}") from None
     try:
-        spec = TaskSpec.model_validate(data)
+        spec = scrub_spec(TaskSpec.model_validate(data))
     except ValidationError as exc:
         errs = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:8])
         raise ReviewError(f"the edited task does not validate: {errs}") from None

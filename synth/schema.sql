@@ -203,7 +203,7 @@ WHERE status = 'pending'
 ORDER BY judge_score DESC NULLS LAST, confidence DESC NULLS LAST, created_at, task_id;
 
 CREATE OR REPLACE VIEW approved_tasks AS
-SELECT t.*, p.url AS pr_url, p.base_sha, p.merge_sha, p.merged_at, r.license
+SELECT t.* EXCLUDE (pr_url), p.url AS pr_url, p.base_sha, p.merge_sha, p.merged_at, r.license
 FROM tasks t
 JOIN pull_requests p USING (repo, number)
 LEFT JOIN repos r USING (repo)

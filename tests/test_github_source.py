@@ -4,7 +4,6 @@ GraphQL, validating every query against GitHub's published schema)."""
 from __future__ import annotations
 
 import json
-import os
 
 import pytest
 from dbutil import q
@@ -147,7 +146,7 @@ def test_unknown_private_and_bad_token_each_one_clear_line(cli, fx, db, monkeypa
         assert {e["repo"] for e in errors} == {"nobody/nothing", private.full_name}
         skipped = q(db, "SELECT repo, reason FROM failures WHERE stage = 'source' ORDER BY repo")
         assert [s[1] for s in skipped] == ["repository_not_found"] * 2
-        r = crawl(cli, gh, tmp := db.parent / "bad.duckdb", monkeypatch, "--repos", names,
+        r = crawl(cli, gh, db.parent / "bad.duckdb", monkeypatch, "--repos", names,
                   tokens="ghp_" + "x" * 36)
         assert r.code in (1, 3) and "token" in (r.out + r.err).lower()
         assert (r.out + r.err).lower().count("bad credentials") >= 1

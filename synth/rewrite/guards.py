@@ -145,3 +145,17 @@ def leaked_lines(task_text: str, added_lines: list[str], run: int = 3, min_chars
             continue
         i += 1
     return leaks
+
+
+def scrub_spec(spec):
+    """A TaskSpec with every text field scrubbed (what a model or a curator wrote is stored
+    and exported only after this)."""
+    def clean(v):
+        if isinstance(v, str):
+            return scrub(v)
+        if isinstance(v, list):
+            return [clean(x) for x in v]
+        if isinstance(v, dict):
+            return {k: clean(x) for k, x in v.items()}
+        return v
+    return type(spec).model_validate(clean(spec.model_dump()))

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from ..errors import RewriteError
 from ..filtering import Rules
 from ..models import Failure, Provenance, PullRequest, Task, TaskSpec, Usage
-from .guards import fence, leaked_lines
+from .guards import fence, leaked_lines, scrub_spec
 from .llm import Completion, LLMClient, extract_json
 from .prompts import load_template, render, task_messages
 
@@ -94,7 +94,7 @@ class LLMRewriter:
     def _one(self, pr: PullRequest, license: str | None) -> Task | Failure:
         acc = _Usage()
         try:
-            spec = self._generate(pr, acc)
+            spec = scrub_spec(self._generate(pr, acc))
             judge = self._judge(spec, pr, acc) if self.judge else None
         except RewriteError as exc:
             return Failure("rewrite", exc.reason, str(exc), repo=pr.repo, number=pr.number,

@@ -26,7 +26,7 @@ def rewrite(pr: PullRequest, rules: Rules, license: str | None = None) -> Task:
     tests = [f.path for f in pr.files if classes[f.path] == "tests" and f.status != "deleted"]
     others = [f for f in pr.files if classes[f.path] not in ("code", "tests")]
     groups = _group(code or others or list(pr.files))
-    title = _clean_title(pr.title)
+    title = scrub(_clean_title(pr.title))
     background = _background(pr)
     subtasks = [_subtask(name, paths, title, tests) for name, paths in groups]
     if len(subtasks) < 2:

@@ -25,7 +25,7 @@ from github import Auth, Github, GithubException
 
 from ..config import GitHubSettings
 from ..errors import RepositoryNotFound, SourceError
-from ..models import Cursor, FileChange, LinkedIssue, PullRequest, Repo
+from ..models import Cursor, FileChange, LinkedIssue, PullRequest, Repo, SourceBatch
 from .ratelimit import Answer, BudgetExhausted, Policy, RateLimitWaitTooLong
 
 log = logging.getLogger("synth.github")
@@ -304,8 +304,7 @@ class GitHubSource:
         return [Repo.parse(n, source="github") for n in self.names]
 
     def batches(self, repo: Repo, known: set[int], batch_size: int, limit: int,
-                cursor: Cursor | None = None) -> Iterator["SourceBatch"]:
-        from ..pipeline import SourceBatch
+                cursor: Cursor | None = None) -> Iterator[SourceBatch]:
         state = dict(cursor.state) if cursor else {}
         watermark = cursor.watermark if cursor else None
         after = cursor.cursor if cursor else None

@@ -12,7 +12,6 @@ an empty, already-created queue file. Prints the best of --repeat runs and their
 from __future__ import annotations
 
 import argparse
-import re
 import shutil
 import subprocess
 import sys
