@@ -29,7 +29,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .errors import QueueBusy, QueueError, SQLError
-from .models import Batch, DedupeResult, Decision, Failure, PullRequest, Repo, Task
+from .models import Batch, DedupeResult, Failure, PullRequest, Repo, Task
 
 SCHEMA_VERSION = 3
 TABLES = ("repos", "pull_requests", "pr_files", "decisions", "tasks", "failures", "cursors", "runs",
@@ -104,36 +104,36 @@ def migrate(con: duckdb.DuckDBPyConnection) -> int:
 
 # ---------------------------------------------------------------- batch -> rows
 
-def batch_rows(batch: Batch, now: datetime | None = None) -> dict[str, list[dict]]:
-    """The rows a batch writes, per table, as JSON-ready dicts."""
+def batch_rows(batch: Batch, now: datetime | None = None) -> dict[str, dict[str, list]]:
+    """The rows a batch writes, per table, as columns (name -> values), ready for Arrow.
+
+    The big tables (pull_requests, pr_files, decisions) are built column by column in one
+    pass; JSON columns hold JSON text, timestamps are naive UTC."""
     stamp = _ts(now or utcnow())
     rows: dict[str, list[dict]] = {t: [] for t in TABLES}
+    cols: dict[str, dict[str, list]] = {}
     for r in batch.repos:
         rows["repos"].append(_repo_row(r, stamp))
-    seen_prs: set[tuple[str, int]] = set()
-    for pr in batch.pull_requests:
-        if pr.key in seen_prs:
-            continue
-        seen_prs.add(pr.key)
-        rows["pull_requests"].append(_pr_row(pr, stamp))
-        seen_paths: set[str] = set()
-        for f in pr.files:
-            if f.path in seen_paths:
-                continue
-            seen_paths.add(f.path)
-            rows["pr_files"].append({
-                "repo": pr.repo, "number": pr.number, "path": f.path, "old_path": f.old_path,
-                "status": f.status, "additions": f.additions, "deletions": f.deletions,
-                "is_binary": f.binary, "patch": f.patch, "patch_bytes": f.patch_bytes,
-                "patch_truncated": f.patch_truncated, "undecodable": f.undecodable,
-            })
-    for d in _dedupe(batch.decisions, lambda d: (d.repo, d.number, d.filter_version)):
-        rows["decisions"].append(_decision_row(d, stamp, batch.run_id))
+    prs = _dedupe(batch.pull_requests, lambda p: p.key)
+    if prs:
+        cols["pull_requests"] = _pr_columns(prs, stamp)
+        files = _file_columns(prs)
+        if files["repo"]:
+            cols["pr_files"] = files
+    decisions = _dedupe(batch.decisions, lambda d: (d.repo, d.number, d.filter_version))
+    if decisions:
+        n = len(decisions)
+        cols["decisions"] = {
+            "repo": [d.repo for d in decisions], "number": [d.number for d in decisions],
+            "filter_version": [d.filter_version for d in decisions],
+            "kept": [d.kept for d in decisions], "reasons": [list(d.reasons) for d in decisions],
+            "metrics": [json.dumps(d.metrics) for d in decisions],
+            "decided_at": [stamp] * n, "run_id": [batch.run_id] * n}
     for t in _dedupe(batch.tasks, lambda t: t.task_id):
         rows["tasks"].append(_task_row(t, stamp, batch.run_id))
     for f in _dedupe(batch.failures, lambda f: (f.stage, f.repo or "", f.number or 0)):
         rows["failures"].append(_failure_row(f, stamp, batch.run_id))
-    for stage, repo, number in set(batch.resolved):
+    for stage, repo, number in sorted(set(batch.resolved)):
         rows["resolved"].append({"stage": stage, "repo": repo, "number": number})
     for c in _dedupe(batch.cursors, lambda c: (c.repo, c.source)):
         rows["cursors"].append({"repo": c.repo, "source": c.source, "watermark": c.watermark,
@@ -145,7 +145,54 @@ def batch_rows(batch: Batch, now: datetime | None = None) -> dict[str, list[dict
             if not isinstance(run.get(key), (str, type(None))):
                 run[key] = json.dumps(run[key])
         rows["runs"].append(run)
-    return {t: r for t, r in rows.items() if r}
+    for table, items in rows.items():
+        if items:
+            cols[table] = {name: [r.get(name) for r in items] for name in items[0]}
+    return {t: cols[t] for t in TABLES if t in cols}
+
+
+def _pr_columns(prs: list[PullRequest], stamp) -> dict[str, list]:
+    n = len(prs)
+    return {
+        "repo": [p.repo for p in prs], "number": [p.number for p in prs],
+        "title": [p.title for p in prs], "body": [p.body for p in prs],
+        "author": [p.author for p in prs], "author_is_bot": [p.author_is_bot for p in prs],
+        "merged_at": [_ts(p.merged_at) for p in prs],
+        "base_sha": [p.base_sha for p in prs], "merge_sha": [p.merge_sha for p in prs],
+        "head_sha": [p.head_sha for p in prs], "url": [p.url for p in prs],
+        "labels": [list(p.labels) for p in prs],
+        "linked_issues": [json.dumps([{"number": i.number, "title": i.title, "body": i.body}
+                                      for i in p.linked_issues]) if p.linked_issues else "[]"
+                          for p in prs],
+        "additions": [p.additions for p in prs], "deletions": [p.deletions for p in prs],
+        "changed_files": [p.changed_files for p in prs], "source": [p.source for p in prs],
+        "first_seen_at": [stamp] * n, "updated_at": [stamp] * n,
+    }
+
+
+_FILE_FIELDS = ("path", "old_path", "status", "additions", "deletions", "binary", "patch",
+                "patch_bytes", "patch_truncated", "undecodable")
+_FILE_COLUMNS = ("path", "old_path", "status", "additions", "deletions", "is_binary", "patch",
+                 "patch_bytes", "patch_truncated", "undecodable")
+
+
+def _file_columns(prs: list[PullRequest]) -> dict[str, list]:
+    repo: list = []
+    number: list = []
+    values: list[tuple] = []
+    for p in prs:
+        files = p.files
+        if len({f.path for f in files}) != len(files):  # a path twice: the first one wins
+            seen: set[str] = set()
+            files = tuple(f for f in files if not (f.path in seen or seen.add(f.path)))
+        repo += [p.repo] * len(files)
+        number += [p.number] * len(files)
+        values += [(f.path, f.old_path, f.status, f.additions, f.deletions, f.binary, f.patch,
+                    f.patch_bytes, f.patch_truncated, f.undecodable) for f in files]
+    columns = list(zip(*values)) if values else [[] for _ in _FILE_COLUMNS]
+    out = {"repo": repo, "number": number}
+    out.update({name: list(col) for name, col in zip(_FILE_COLUMNS, columns)})
+    return out
 
 
 def _dedupe(items, key):
@@ -160,25 +207,6 @@ def _repo_row(r: Repo, stamp: str) -> dict:
             "language": r.language, "license": r.license, "default_branch": r.default_branch,
             "archived": r.archived, "fork": r.fork, "source": r.source,
             "first_seen_at": stamp, "updated_at": stamp}
-
-
-def _pr_row(pr: PullRequest, stamp: str) -> dict:
-    return {
-        "repo": pr.repo, "number": pr.number, "title": pr.title, "body": pr.body,
-        "author": pr.author, "author_is_bot": pr.author_is_bot, "merged_at": _ts(pr.merged_at),
-        "base_sha": pr.base_sha, "merge_sha": pr.merge_sha, "head_sha": pr.head_sha,
-        "url": pr.url, "labels": list(pr.labels),
-        "linked_issues": json.dumps([{"number": i.number, "title": i.title, "body": i.body}
-                                     for i in pr.linked_issues]),
-        "additions": pr.additions, "deletions": pr.deletions, "changed_files": pr.changed_files,
-        "source": pr.source, "first_seen_at": stamp, "updated_at": stamp,
-    }
-
-
-def _decision_row(d: Decision, stamp: str, run_id: str | None) -> dict:
-    return {"repo": d.repo, "number": d.number, "filter_version": d.filter_version,
-            "kept": d.kept, "reasons": list(d.reasons), "metrics": json.dumps(d.metrics),
-            "decided_at": stamp, "run_id": run_id}
 
 
 def _task_row(t: Task, stamp: str, run_id: str | None) -> dict:
@@ -442,14 +470,10 @@ class Queue:
                     f"ON CONFLICT ({', '.join(keys)}) {action}")
 
 
-def _arrow_tables(rows: dict[str, list[dict]]) -> dict[str, "pa.Table"]:
-    """Rows as Arrow tables, built column by column (C-speed conversion)."""
-    out = {}
-    for table, items in rows.items():
-        if items:
-            names = list(items[0])
-            out[table] = pa.table({n: pa.array([r.get(n) for r in items]) for n in names})
-    return out
+def _arrow_tables(columns: dict[str, dict[str, list]]) -> dict[str, "pa.Table"]:
+    """Columns as Arrow tables (C-speed conversion of each column)."""
+    return {table: pa.table({n: pa.array(v) for n, v in cols.items()})
+            for table, cols in columns.items()}
 
 
 _COLUMNS: dict[str, dict[str, str]] = {}
