@@ -168,8 +168,9 @@ def bench_ingest(work: Path, n: int, batch: int, decide_all: bool) -> None:
     decider = Decider(rules, decide_all)
     if not decide_all:
         check_decider(decider, n)
-    # time the two halves of each write() apart, without changing what write() does
-    parts = {"spool": 0.0, "ingest": 0.0}
+    # time the parts of each write() apart, without changing what write() does
+    import synth.queue as queue_module
+    parts = {"rows": 0.0, "arrow": 0.0, "duckdb": 0.0}
 
     def timed(name, fn):
         def wrapper(*a, **kw):
@@ -180,8 +181,9 @@ def bench_ingest(work: Path, n: int, batch: int, decide_all: bool) -> None:
                 parts[name] += time.perf_counter() - t0
         return wrapper
 
-    queue.spool = timed("spool", queue.spool)
-    queue.ingest_spool = timed("ingest", queue.ingest_spool)
+    queue_module.batch_rows = timed("rows", queue_module.batch_rows)
+    queue_module._arrow_tables = timed("arrow", queue_module._arrow_tables)
+    queue._ingest = timed("duckdb", queue._ingest)
 
     gen = write = 0.0
     kept = files = 0
@@ -214,8 +216,9 @@ def bench_ingest(work: Path, n: int, batch: int, decide_all: bool) -> None:
     prs_n, files_n, dec_n, repos_n = counts[0]
     print(f"queue now holds {prs_n:,} pull_requests, {files_n:,} pr_files, {dec_n:,} decisions, "
           f"{repos_n:,} repos; file {db.stat().st_size / 1e6:,.0f} MB")
-    print(f"  write() split: spool (batch_rows + JSON lines to disk) {parts['spool']:.1f} s, "
-          f"ingest (read_json + upserts) {parts['ingest']:.1f} s")
+    rest = write - sum(parts.values())
+    print(f"  write() split: rows {parts['rows']:.1f} s, Arrow {parts['arrow']:.1f} s, "
+          f"DuckDB upserts {parts['duckdb']:.1f} s, open/commit/close {rest:.1f} s")
     print(f"  per batch: first {batch_times[0]:.2f} s, last {batch_times[-1]:.2f} s, "
           f"slowest {max(batch_times):.2f} s")
     print(f"a. ingest {n:,} PRs: {write:.1f} s, {n / write:,.0f} PRs/s  "
