@@ -128,23 +128,15 @@ class PathClassifier:
 
 # ---------------------------------------------------------------- patch lines
 
+_ADDED_TEXT = re.compile(r"^\+(?!\+\+ )(.*)$", re.M)
+_REMOVED_TEXT = re.compile(r"^-(?!-- )(.*)$", re.M)
+
+
 def changed_lines(patch: str | None) -> tuple[list[str], list[str]]:
     """(added, removed) line texts of a unified-diff patch, without their +/- prefix."""
-    added: list[str] = []
-    removed: list[str] = []
     if not patch:
-        return added, removed
-    for line in patch.splitlines():
-        if not line:
-            continue
-        c = line[0]
-        if c == "+":
-            if not line.startswith("+++ "):
-                added.append(line[1:])
-        elif c == "-":
-            if not line.startswith("--- "):
-                removed.append(line[1:])
-    return added, removed
+        return [], []
+    return _ADDED_TEXT.findall(patch), _REMOVED_TEXT.findall(patch)
 
 
 @dataclass(frozen=True, slots=True)
