@@ -59,3 +59,23 @@ def test_eval_names_missing_prs(cli, db, tmp_path, history_100):
     labels.write_text("repo\tpr_number\tlabel\nacme/widgets\t9999\ttrivial\n")
     r = cli("filters", "eval", labels, "--db", db)
     assert r.code == 1 and "acme/widgets#9999" in r.err
+
+
+def test_rescore_after_a_rule_change_needs_no_source(cli, history_100, db, tmp_path):
+    path, _ = history_100
+    assert cli("run", "--git", path, "--no-rewrite", "--db", db).code == 0
+    from dbutil import q
+    before = q(db, "SELECT count(*) FILTER (WHERE kept), any_value(filter_version) FROM candidates")[0]
+    from synth.filtering import default_rules_path
+    loose = tmp_path / "loose.toml"
+    loose.write_text("[size]\nmin_code_lines = 1\nmin_code_files = 1\nsingle_file_min_code_lines = 1\n")
+    (tmp_path / "synth.toml").write_text(f'[filters]\nfiles = ["{default_rules_path()}", "{loose}"]\n')
+    r = cli("filter", "--rescore", "--db", db)
+    assert r.code == 0 and "rescored 100 PRs" in r.out
+    after = q(db, "SELECT count(*) FILTER (WHERE kept), any_value(filter_version) FROM candidates")[0]
+    assert after[0] > before[0] and after[1] != before[1]
+    assert q(db, "SELECT count(*) FROM decisions") == [(200,)]  # both versions kept
+    r = cli("explain", "acme/widgets#10", "--db", db)
+    assert r.code == 0 and "decision: KEPT" in r.out and "size.min" in r.out
+    r = cli("explain", "acme/widgets#9999", "--db", db)
+    assert r.code == 1 and "not in the queue" in r.err
