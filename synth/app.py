@@ -21,7 +21,9 @@ from .errors import ConfigError, SynthError
 from .filtering import INFO_CODES, Rules, analyze, decide, load_rules
 from .models import DedupeResult, RunSummary
 from .paths import demo_dir
-from .pipeline import GitRepoSource, Pipeline, RunOptions, TemplateRewriter
+from .pipeline import Pipeline, RunOptions
+from .rewrite.template import TemplateRewriter
+from .sources.git import GitRepoSource
 from .exclusions import load_exclusions
 from .runlock import RunLock
 

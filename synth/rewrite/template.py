@@ -12,7 +12,7 @@ from collections import OrderedDict
 from pathlib import PurePosixPath
 
 from ..filtering import Rules
-from ..models import Provenance, PullRequest, Subtask, Task, TaskSpec
+from ..models import Failure, Provenance, PullRequest, Subtask, Task, TaskSpec
 from .guards import scrub
 
 PROMPT_VERSION = "template_v1"
@@ -125,3 +125,26 @@ def _category(pr: PullRequest, classes: dict[str, str]) -> str:
     if re.search(r"\b(algorithm|sort|graph|tree|cache|hash)\b", text):
         return "algorithm"
     return "backend"
+
+
+class TemplateRewriter:
+    """The offline rewriter as the pipeline calls it."""
+
+    name = "template"
+    model = None
+
+    def __init__(self, rules: Rules):
+        self.rules = rules
+        self.prompt_version = PROMPT_VERSION
+
+    def rewrite_many(self, prs: list[PullRequest], licenses: dict[str, str | None]
+                     ) -> list[Task | Failure]:
+        from pydantic import ValidationError
+        out: list[Task | Failure] = []
+        for pr in prs:
+            try:
+                out.append(rewrite(pr, self.rules, licenses.get(pr.repo)))
+            except ValidationError as exc:
+                out.append(Failure("rewrite", "invalid_output", f"template task invalid: {exc}",
+                                   repo=pr.repo, number=pr.number))
+        return out

@@ -22,7 +22,7 @@ from typing import Iterable, Iterator
 import git  # GitPython
 
 from ..errors import EmptyHistory, NotAGitRepository, SourceError
-from ..models import FileChange, PullRequest, Repo
+from ..models import Cursor, FileChange, PullRequest, Repo, SourceBatch
 
 MERGE_RE = re.compile(r"^Merge pull request #(\d+) from (\S+)")
 SQUASH_RE = re.compile(r"\(#(\d+)\)\s*$")
@@ -363,3 +363,36 @@ def _unquote(raw: bytes, strip_prefix: bool = False) -> str:
     if strip_prefix and (text.startswith("a/") or text.startswith("b/")):
         text = text[2:]
     return text
+
+
+class GitRepoSource:
+    """A local clone as a pipeline source: the PRs not decided yet, in batches."""
+
+    kind = "git"
+
+    def __init__(self, path, repo_name: str | None = None, label: str | None = None):
+        self.git = GitSource(path, repo_name)
+        self.label = label or f"git:{path}"
+
+    def repos(self) -> list[Repo]:
+        return [self.git.repo]
+
+    def batches(self, repo: Repo, known: set[int], batch_size: int, limit: int,
+                cursor: Cursor | None = None) -> Iterator[SourceBatch]:
+        commits = self.git.list_pr_commits()
+        listed = len(commits)
+        if limit:
+            commits = commits[:limit]
+        todo = [c for c in commits if c.number not in known]
+        first = {"source/prs_listed": listed, "source/prs_known": len(commits) - len(todo)}
+        if not todo:
+            yield SourceBatch(prs=[], counts=first, total=0)
+            return
+        buf: list[PullRequest] = []
+        for pr in self.git.pull_requests(todo):
+            buf.append(pr)
+            if len(buf) >= batch_size:
+                yield SourceBatch(prs=buf, counts=first, total=len(todo))
+                first, buf = {}, []
+        if buf or first:
+            yield SourceBatch(prs=buf, counts=first, total=len(todo))
