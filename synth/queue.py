@@ -19,7 +19,7 @@ import shutil
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from importlib import resources
 from pathlib import Path
 from typing import Any, Iterator
@@ -32,12 +32,22 @@ from .errors import QueueBusy, QueueError, SQLError
 from .models import Batch, DedupeResult, Failure, PullRequest, Repo, Task
 
 SCHEMA_VERSION = 3
+_ZERO = timedelta(0)
 TABLES = ("repos", "pull_requests", "pr_files", "decisions", "tasks", "failures", "cursors", "runs",
           "resolved")
 
 
 def utcnow() -> datetime:
     return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    """Naive UTC, as the TIMESTAMP columns hold it."""
+    if value is None or value.tzinfo is None:
+        return value
+    if value.utcoffset() == _ZERO:
+        return value.replace(tzinfo=None)
+    return value.astimezone(timezone.utc).replace(tzinfo=None)
 
 
 def _ts(value: datetime | None) -> str | None:
@@ -157,7 +167,7 @@ def _pr_columns(prs: list[PullRequest], stamp) -> dict[str, list]:
         "repo": [p.repo for p in prs], "number": [p.number for p in prs],
         "title": [p.title for p in prs], "body": [p.body for p in prs],
         "author": [p.author for p in prs], "author_is_bot": [p.author_is_bot for p in prs],
-        "merged_at": [_ts(p.merged_at) for p in prs],
+        "merged_at": [_utc(p.merged_at) for p in prs],
         "base_sha": [p.base_sha for p in prs], "merge_sha": [p.merge_sha for p in prs],
         "head_sha": [p.head_sha for p in prs], "url": [p.url for p in prs],
         "labels": [list(p.labels) for p in prs],
@@ -179,20 +189,18 @@ _FILE_COLUMNS = ("path", "old_path", "status", "additions", "deletions", "is_bin
 def _file_columns(prs: list[PullRequest]) -> dict[str, list]:
     repo: list = []
     number: list = []
-    values: list[tuple] = []
+    flat: list = []
     for p in prs:
         files = p.files
-        if len({f.path for f in files}) != len(files):  # a path twice: the first one wins
-            seen: set[str] = set()
+        if len(files) > 1 and len({f.path for f in files}) != len(files):
+            seen: set[str] = set()  # a path twice: the first one wins
             files = tuple(f for f in files if not (f.path in seen or seen.add(f.path)))
-        repo += [p.repo] * len(files)
-        number += [p.number] * len(files)
-        values += [(f.path, f.old_path, f.status, f.additions, f.deletions, f.binary, f.patch,
-                    f.patch_bytes, f.patch_truncated, f.undecodable) for f in files]
-    columns = list(zip(*values)) if values else [[] for _ in _FILE_COLUMNS]
-    out = {"repo": repo, "number": number}
-    out.update({name: list(col) for name, col in zip(_FILE_COLUMNS, columns)})
-    return out
+        k = len(files)
+        repo += [p.repo] * k
+        number += [p.number] * k
+        flat += files
+    return {"repo": repo, "number": number,
+            **{col: [getattr(f, field) for f in flat] for col, field in zip(_FILE_COLUMNS, _FILE_FIELDS)}}
 
 
 def _dedupe(items, key):
