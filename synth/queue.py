@@ -13,6 +13,7 @@ batch on disk, and ingesting a batch twice gives the same rows.
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import os
 import shutil
@@ -31,7 +32,7 @@ import pyarrow.parquet as pq
 from .errors import QueueBusy, QueueError, SQLError
 from .models import Batch, DedupeResult, Failure, PullRequest, Repo, Task
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 _ZERO = timedelta(0)
 TABLES = ("repos", "pull_requests", "pr_files", "decisions", "tasks", "failures", "cursors", "runs",
           "resolved")
@@ -79,6 +80,17 @@ def _upgrade_3(con: duckdb.DuckDBPyConnection) -> None:
                 "WHERE p.repo = tasks.repo AND p.number = tasks.number AND tasks.pr_url IS NULL")
 
 
+def _upgrade_4(con: duckdb.DuckDBPyConnection) -> None:
+    """pr_files without its primary-key index (faster bulk ingest; uniqueness is kept by
+    replacing a PR's files whole). DuckDB cannot drop a key in place: rebuild the table."""
+    con.execute("ALTER TABLE pr_files RENAME TO pr_files_v3")
+    ddl = resources.files("synth").joinpath("schema.sql").read_text()
+    start = ddl.index("CREATE TABLE IF NOT EXISTS pr_files")
+    con.execute(ddl[start:ddl.index(");", start) + 2])
+    con.execute("INSERT INTO pr_files SELECT * FROM pr_files_v3")
+    con.execute("DROP TABLE pr_files_v3")
+
+
 # (version, name, upgrade): a new file runs schema.sql and records every version; an older
 # file runs the upgrades it lacks (new columns), in order, then schema.sql (new tables,
 # views), in one transaction.
@@ -86,6 +98,7 @@ MIGRATIONS: list[tuple[int, str, Any]] = [
     (1, "initial schema", lambda con: None),
     (2, "curation: duplicates, revisions, http cache, reviewer_stats", _upgrade_2),
     (3, "tasks.pr_url; review_queue without a join", _upgrade_3),
+    (4, "pr_files without a primary-key index", _upgrade_4),
 ]
 
 
@@ -376,7 +389,9 @@ class Queue:
             with self.connect(wait=wait) as con:
                 done = self._ingest_pending(con)  # older batches first, in order
                 for batch in batches:
-                    self._ingest(con, _arrow_tables(batch_rows(batch)))
+                    with _no_gc():  # building many short-lived lists: no cyclic GC passes
+                        tables = _arrow_tables(batch_rows(batch))
+                    self._ingest(con, tables)
                 return WriteResult(done + len(batches), 0)
         except QueueBusy:
             for batch in batches:
@@ -476,6 +491,17 @@ class Queue:
                   if updates else "DO NOTHING")
         con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM {reader} "
                     f"ON CONFLICT ({', '.join(keys)}) {action}")
+
+
+@contextlib.contextmanager
+def _no_gc():
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def _arrow_tables(columns: dict[str, dict[str, list]]) -> dict[str, "pa.Table"]:

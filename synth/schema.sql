@@ -1,4 +1,4 @@
--- synth queue schema, version 3: the contract curators write SQL against.
+-- synth queue schema, version 4: the contract curators write SQL against.
 -- Every statement is idempotent; upgrades of older files live in queue.py (MIGRATIONS).
 -- Column names are public API: change them only with a migration and a README note.
 
@@ -52,8 +52,9 @@ CREATE TABLE IF NOT EXISTS pr_files (
     patch           VARCHAR,                  -- NULL: binary, not fetched, or too large to keep
     patch_bytes     BIGINT DEFAULT 0,         -- size of the whole patch at the source
     patch_truncated BOOLEAN DEFAULT false,
-    undecodable     BOOLEAN DEFAULT false,    -- patch was not UTF-8
-    PRIMARY KEY (repo, number, path)
+    undecodable     BOOLEAN DEFAULT false     -- patch was not UTF-8
+    -- (repo, number, path) is unique: a PR's files are replaced whole on every write. No
+    -- index: keeping one costs bulk ingest more than it saves any query here.
 );
 
 -- One row per (PR, filter version): re-running the same rules is idempotent, a rule change

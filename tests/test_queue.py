@@ -28,6 +28,7 @@ def test_an_older_file_is_upgraded_in_place(tmp_path):
         con.execute(f"ALTER TABLE tasks DROP COLUMN {col}")
     for table in ("task_revisions", "task_signatures", "http_cache"):
         con.execute(f"DROP TABLE {table}")
+    con.execute("ALTER TABLE pr_files ADD PRIMARY KEY (repo, number, path)")  # as version 1 had
     con.execute("DELETE FROM schema_migrations WHERE version > 1")
     con.close()
     Queue(db).write(Batch(pull_requests=[pr(1)]))
