@@ -51,14 +51,6 @@ def _utc(value: datetime | None) -> datetime | None:
     return value.astimezone(timezone.utc).replace(tzinfo=None)
 
 
-def _ts(value: datetime | None) -> str | None:
-    if value is None:
-        return None
-    if value.tzinfo is not None:
-        value = value.astimezone(timezone.utc).replace(tzinfo=None)
-    return value.isoformat(sep=" ")
-
-
 # ---------------------------------------------------------------- migrations
 
 def _schema(con: duckdb.DuckDBPyConnection) -> None:
@@ -132,7 +124,7 @@ def batch_rows(batch: Batch, now: datetime | None = None) -> dict[str, dict[str,
 
     The big tables (pull_requests, pr_files, decisions) are built column by column in one
     pass; JSON columns hold JSON text, timestamps are naive UTC."""
-    stamp = _ts(now or utcnow())
+    stamp = now or utcnow()  # naive UTC
     rows: dict[str, list[dict]] = {t: [] for t in TABLES}
     cols: dict[str, dict[str, list]] = {}
     for r in batch.repos:
