@@ -23,7 +23,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from importlib import resources
 from pathlib import Path
-from typing import Any, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Iterable, Iterator
 
 import duckdb
 import pyarrow as pa
@@ -120,50 +121,58 @@ def migrate(con: duckdb.DuckDBPyConnection) -> int:
 # ---------------------------------------------------------------- batch -> rows
 
 def batch_rows(batch: Batch, now: datetime | None = None) -> dict[str, dict[str, list]]:
-    """The rows a batch writes, per table, as columns (name -> values), ready for Arrow.
+    """The rows a batch writes, per table, as columns (name -> values), ready for Arrow."""
+    return dict(batch_columns(batch, now))
 
-    The big tables (pull_requests, pr_files, decisions) are built column by column in one
-    pass; JSON columns hold JSON text, timestamps are naive UTC."""
+
+def batch_columns(batch: Batch, now: datetime | None = None) -> Iterator[tuple[str, dict[str, list]]]:
+    """(table, columns) for each table the batch writes, in TABLES order, built lazily so the
+    next table is built while the previous one is written. The big tables (pull_requests,
+    pr_files, decisions) are built column by column; JSON columns hold JSON text; timestamps
+    are naive UTC."""
     stamp = now or utcnow()  # naive UTC
-    rows: dict[str, list[dict]] = {t: [] for t in TABLES}
-    cols: dict[str, dict[str, list]] = {}
-    for r in batch.repos:
-        rows["repos"].append(_repo_row(r, stamp))
+    run_id = batch.run_id
+    if batch.repos:
+        yield "repos", _columns_of([_repo_row(r, stamp) for r in _dedupe(batch.repos, lambda r: r.full_name)])
     prs = _dedupe(batch.pull_requests, lambda p: p.key)
     if prs:
-        cols["pull_requests"] = _pr_columns(prs, stamp)
+        yield "pull_requests", _pr_columns(prs, stamp)
         files = _file_columns(prs)
         if files["repo"]:
-            cols["pr_files"] = files
+            yield "pr_files", files
     decisions = _dedupe(batch.decisions, lambda d: (d.repo, d.number, d.filter_version))
     if decisions:
         n = len(decisions)
-        cols["decisions"] = {
+        yield "decisions", {
             "repo": [d.repo for d in decisions], "number": [d.number for d in decisions],
             "filter_version": [d.filter_version for d in decisions],
             "kept": [d.kept for d in decisions], "reasons": [list(d.reasons) for d in decisions],
             "metrics": [json.dumps(d.metrics) for d in decisions],
-            "decided_at": [stamp] * n, "run_id": [batch.run_id] * n}
-    for t in _dedupe(batch.tasks, lambda t: t.task_id):
-        rows["tasks"].append(_task_row(t, stamp, batch.run_id))
-    for f in _dedupe(batch.failures, lambda f: (f.stage, f.repo or "", f.number or 0)):
-        rows["failures"].append(_failure_row(f, stamp, batch.run_id))
-    for stage, repo, number in sorted(set(batch.resolved)):
-        rows["resolved"].append({"stage": stage, "repo": repo, "number": number})
-    for c in _dedupe(batch.cursors, lambda c: (c.repo, c.source)):
-        rows["cursors"].append({"repo": c.repo, "source": c.source, "watermark": c.watermark,
-                                "cursor": c.cursor, "state": json.dumps(c.state),
-                                "updated_at": stamp})
+            "decided_at": [stamp] * n, "run_id": [run_id] * n}
+    if batch.tasks:
+        yield "tasks", _columns_of([_task_row(t, stamp, run_id)
+                                    for t in _dedupe(batch.tasks, lambda t: t.task_id)])
+    if batch.failures:
+        yield "failures", _columns_of([_failure_row(f, stamp, run_id) for f in _dedupe(
+            batch.failures, lambda f: (f.stage, f.repo or "", f.number or 0))])
+    if batch.cursors:
+        yield "cursors", _columns_of([
+            {"repo": c.repo, "source": c.source, "watermark": c.watermark, "cursor": c.cursor,
+             "state": json.dumps(c.state), "updated_at": stamp}
+            for c in _dedupe(batch.cursors, lambda c: (c.repo, c.source))])
     if batch.run:
         run = dict(batch.run)
         for key in ("counts", "errors"):
             if not isinstance(run.get(key), (str, type(None))):
                 run[key] = json.dumps(run[key])
-        rows["runs"].append(run)
-    for table, items in rows.items():
-        if items:
-            cols[table] = {name: [r.get(name) for r in items] for name in items[0]}
-    return {t: cols[t] for t in TABLES if t in cols}
+        yield "runs", _columns_of([run])
+    if batch.resolved:
+        yield "resolved", _columns_of([{"stage": st, "repo": r, "number": n}
+                                       for st, r, n in sorted(set(batch.resolved))])
+
+
+def _columns_of(items: list[dict]) -> dict[str, list]:
+    return {name: [r.get(name) for r in items] for name in items[0]}
 
 
 def _pr_columns(prs: list[PullRequest], stamp) -> dict[str, list]:
@@ -381,9 +390,7 @@ class Queue:
             with self.connect(wait=wait) as con:
                 done = self._ingest_pending(con)  # older batches first, in order
                 for batch in batches:
-                    with _no_gc():  # building many short-lived lists: no cyclic GC passes
-                        tables = _arrow_tables(batch_rows(batch))
-                    self._ingest(con, tables)
+                    self._ingest(con, ((t, _arrow(c)) for t, c in batch_columns(batch)))
                 return WriteResult(done + len(batches), 0)
         except QueueBusy:
             for batch in batches:
@@ -396,8 +403,8 @@ class Queue:
         name = f"{time.time_ns():020d}-{uuid.uuid4().hex[:8]}"
         tmp = self.spool_dir / f".tmp-{name}"
         tmp.mkdir(parents=True, exist_ok=True)
-        for table, arrow in _arrow_tables(batch_rows(batch)).items():
-            pq.write_table(arrow, tmp / f"{table}.parquet", compression="zstd")
+        for table, columns in batch_columns(batch):
+            pq.write_table(_arrow(columns), tmp / f"{table}.parquet", compression="zstd")
         final = self.spool_dir / name
         os.replace(tmp, final)
         return final
@@ -415,8 +422,8 @@ class Queue:
         # listed while holding the file: no other process can be ingesting now
         done = 0
         for folder in self.pending_spool():
-            tables = {f.stem: pq.read_table(f) for f in folder.glob("*.parquet")}
-            self._ingest(con, tables)
+            self._ingest(con, ((t, pq.read_table(folder / f"{t}.parquet")) for t in TABLES
+                               if (folder / f"{t}.parquet").exists()))
             shutil.rmtree(folder, ignore_errors=True)
             done += 1
         self._sweep_partial()
@@ -434,22 +441,32 @@ class Queue:
             except OSError:
                 pass
 
-    def _ingest(self, con: duckdb.DuckDBPyConnection, tables: dict[str, "pa.Table"]) -> None:
-        """One batch, one transaction: idempotent upserts from Arrow tables."""
+    def _ingest(self, con: duckdb.DuckDBPyConnection,
+                tables: Iterable[tuple[str, "pa.Table"]]) -> None:
+        """One batch, one transaction: idempotent upserts from Arrow tables, taken in order.
+        While DuckDB writes one table (it releases the GIL), the next one is being built."""
         con.execute("BEGIN TRANSACTION")
         try:
-            for table in TABLES:
-                if table in tables:
-                    name = f"staged_{table}"
-                    con.register(name, tables[table])
-                    try:
-                        self._ingest_table(con, table, name, tables[table].column_names)
-                    finally:
-                        con.unregister(name)
+            with ThreadPoolExecutor(max_workers=1) as pool, _no_gc():
+                pending = None
+                for table, arrow in tables:
+                    if pending is not None:
+                        pending.result()
+                    pending = pool.submit(self._ingest_arrow, con, table, arrow)
+                if pending is not None:
+                    pending.result()
             con.execute("COMMIT")
         except BaseException:
             con.execute("ROLLBACK")
             raise
+
+    def _ingest_arrow(self, con: duckdb.DuckDBPyConnection, table: str, arrow: "pa.Table") -> None:
+        name = f"staged_{table}"
+        con.register(name, arrow)
+        try:
+            self._ingest_table(con, table, name, arrow.column_names)
+        finally:
+            con.unregister(name)
 
     def _ingest_table(self, con: duckdb.DuckDBPyConnection, table: str, staged: str,
                       names: list[str]) -> None:
@@ -496,10 +513,13 @@ def _no_gc():
             gc.enable()
 
 
+def _arrow(columns: dict[str, list]) -> "pa.Table":
+    """Columns as an Arrow table (C-speed conversion of each column)."""
+    return pa.table({n: pa.array(v) for n, v in columns.items()})
+
+
 def _arrow_tables(columns: dict[str, dict[str, list]]) -> dict[str, "pa.Table"]:
-    """Columns as Arrow tables (C-speed conversion of each column)."""
-    return {table: pa.table({n: pa.array(v) for n, v in cols.items()})
-            for table, cols in columns.items()}
+    return {table: _arrow(cols) for table, cols in columns.items()}
 
 
 _COLUMNS: dict[str, dict[str, str]] = {}

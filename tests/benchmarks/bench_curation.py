@@ -169,8 +169,7 @@ def bench_ingest(work: Path, n: int, batch: int, decide_all: bool) -> None:
     if not decide_all:
         check_decider(decider, n)
     # time the parts of each write() apart, without changing what write() does
-    import synth.queue as queue_module
-    parts = {"rows": 0.0, "arrow": 0.0, "duckdb": 0.0}
+    parts = {"ingest": 0.0}
 
     def timed(name, fn):
         def wrapper(*a, **kw):
@@ -181,9 +180,7 @@ def bench_ingest(work: Path, n: int, batch: int, decide_all: bool) -> None:
                 parts[name] += time.perf_counter() - t0
         return wrapper
 
-    queue_module.batch_rows = timed("rows", queue_module.batch_rows)
-    queue_module._arrow_tables = timed("arrow", queue_module._arrow_tables)
-    queue._ingest = timed("duckdb", queue._ingest)
+    queue._ingest = timed("ingest", queue._ingest)
 
     gen = write = 0.0
     kept = files = 0
@@ -217,8 +214,8 @@ def bench_ingest(work: Path, n: int, batch: int, decide_all: bool) -> None:
     print(f"queue now holds {prs_n:,} pull_requests, {files_n:,} pr_files, {dec_n:,} decisions, "
           f"{repos_n:,} repos; file {db.stat().st_size / 1e6:,.0f} MB")
     rest = write - sum(parts.values())
-    print(f"  write() split: rows {parts['rows']:.1f} s, Arrow {parts['arrow']:.1f} s, "
-          f"DuckDB upserts {parts['duckdb']:.1f} s, open/commit/close {rest:.1f} s")
+    print(f"  write() split: building columns and DuckDB upserts (overlapped) and commit "
+          f"{parts['ingest']:.1f} s, open/close {rest:.1f} s")
     print(f"  per batch: first {batch_times[0]:.2f} s, last {batch_times[-1]:.2f} s, "
           f"slowest {max(batch_times):.2f} s")
     print(f"a. ingest {n:,} PRs: {write:.1f} s, {n / write:,.0f} PRs/s  "
