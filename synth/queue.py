@@ -188,8 +188,13 @@ def _pr_columns(prs: list[PullRequest], stamp) -> dict[str, list]:
         "linked_issues": [json.dumps([{"number": i.number, "title": i.title, "body": i.body}
                                       for i in p.linked_issues]) if p.linked_issues else "[]"
                           for p in prs],
-        "additions": [p.additions for p in prs], "deletions": [p.deletions for p in prs],
-        "changed_files": [p.changed_files for p in prs], "source": [p.source for p in prs],
+        "additions": [p.additions_total if p.additions_total is not None
+                      else sum([f.additions for f in p.files]) for p in prs],
+        "deletions": [p.deletions_total if p.deletions_total is not None
+                      else sum([f.deletions for f in p.files]) for p in prs],
+        "changed_files": [p.changed_files_total if p.changed_files_total is not None
+                          else len(p.files) for p in prs],
+        "source": [p.source for p in prs],
         "first_seen_at": [stamp] * n, "updated_at": [stamp] * n,
     }
 
