@@ -239,3 +239,22 @@ def test_discover_then_crawl_the_discovered(cli, tmp_path, monkeypatch):
     for repo in fx.repos:
         n = q(db, "SELECT count(*) FROM pull_requests WHERE repo = ?", [repo.full_name])[0][0]
         assert n == len(repo.merged_prs())
+
+
+def test_patches_of_a_pr_with_more_than_100_files_are_paged(fx):
+    from synth.sources.github import GitHubAPI, fetch_patches
+    from synth.models import PullRequest
+    repo = public(fx)[0]
+    big = fx.add_pr(repo.full_name, title="Touch many modules",
+                    files=[File(f"src/mod{i}.py", 3, 1) for i in range(250)])
+    with GitHubStandIn(fx, tokens=TOKENS) as gh:
+        api = GitHubAPI(GitHubSettings(api_url=gh.url), ["tok-a"])
+        try:
+            pr = PullRequest(repo=repo.full_name, number=big.number, title="", body="", author="",
+                             merged_at=None, base_sha="", merge_sha="", url="")
+            full = fetch_patches(api, pr)
+        finally:
+            api.close()
+        assert gh.counts["rest:/repos/{o}/{r}/pulls/{n}/files"] == 3
+    assert len(full.files) == 250 and all(f.patch and f.additions == 3 for f in full.files)
+    assert {f.path for f in full.files} == {f"src/mod{i}.py" for i in range(250)}
