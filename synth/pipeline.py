@@ -130,9 +130,6 @@ class Pipeline:
                 self._dedupe()
             if self.opt.stop():
                 s.status = "interrupted"
-            elif any(not f.transient and f.stage == "source" for f in s.failures) or any(
-                    f.transient for f in s.failures):
-                s.status = "partial"
             else:
                 s.status = "partial" if s.failures else "ok"
         except KeyboardInterrupt:
@@ -149,9 +146,10 @@ class Pipeline:
         finally:
             try:
                 self._writer.close()
-            except SynthError as exc:
+            except Exception as exc:  # reported, never masking the run's own outcome
                 log.error("a batch could not be written: %s", exc)
-                s.status = "failed" if s.status == "ok" else s.status
+                s.failures.append(Failure("queue", "write_failed", str(exc)))
+                s.status = "failed" if s.status in ("ok", "partial") else s.status
             final = Batch(run_id=s.run_id, run=self._run_row(s.status, ended=True))
             try:
                 res = self.queue.write(final)

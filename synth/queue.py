@@ -401,6 +401,8 @@ class Queue:
             for batch in batches:
                 _fsync_folder(self.spool(batch))  # the spool is now the only copy
             return WriteResult(0, len(self.pending_spool()))
+        except duckdb.Error as exc:
+            raise QueueError(f"writing to the queue {self.path} failed: {exc}") from None
 
     def spool(self, batch: Batch) -> Path:
         """Write a batch to the spool folder as Parquet files, one per table, renamed into
