@@ -258,3 +258,18 @@ def test_patches_of_a_pr_with_more_than_100_files_are_paged(fx):
         assert gh.counts["rest:/repos/{o}/{r}/pulls/{n}/files"] == 3
     assert len(full.files) == 250 and all(f.patch and f.additions == 3 for f in full.files)
     assert {f.path for f in full.files} == {f"src/mod{i}.py" for i in range(250)}
+
+
+def test_sources_from_the_config_git_and_github_together(cli, fx, tmp_path, monkeypatch, history_100):
+    path, expected = history_100
+    db = tmp_path / "mixed.duckdb"
+    name = public(fx)[0].full_name
+    with GitHubStandIn(fx, tokens=TOKENS) as gh:
+        monkeypatch.setenv("GITHUB_API_URL", gh.url)
+        monkeypatch.setenv("GITHUB_TOKEN", "tok-a")
+        (tmp_path / "synth.toml").write_text(
+            f'[sources]\ngit = ["{path}"]\nrepos = ["{name}"]\n\n[queue]\ndb = "{db}"\n')
+        r = cli("run", "--no-rewrite")
+        assert r.code == 0, r
+    counts = dict(q(db, "SELECT repo, count(*) FROM pull_requests GROUP BY repo"))
+    assert counts == {"acme/widgets": len(expected), name: len(public(fx)[0].merged_prs())}
