@@ -15,7 +15,6 @@ from collections import Counter
 from dataclasses import dataclass, field
 from fnmatch import translate
 from functools import lru_cache
-from pathlib import PurePosixPath
 
 # language -> (line comment prefixes, block comment (open, close) pairs)
 COMMENT_SYNTAX: dict[str, tuple[tuple[str, ...], tuple[tuple[str, str], ...]]] = {
@@ -52,7 +51,7 @@ FILENAME_LANG = {"makefile": "shell", "dockerfile": "shell", "rakefile": "ruby",
 
 
 def language_of(path: str) -> str | None:
-    name = PurePosixPath(path).name.lower()
+    name = path.rpartition("/")[2].lower()
     if name in FILENAME_LANG:
         return FILENAME_LANG[name]
     if "." in name:
@@ -128,15 +127,19 @@ class PathClassifier:
 
 # ---------------------------------------------------------------- patch lines
 
-_ADDED_TEXT = re.compile(r"^\+(?!\+\+ )(.*)$", re.M)
-_REMOVED_TEXT = re.compile(r"^-(?!-- )(.*)$", re.M)
+# Line patterns start with a literal newline (the patch is searched with one put in front),
+# not with ^ and re.M: a literal first character lets the regex engine skip ahead, which is
+# two to three times faster on long patches.
+_ADDED_TEXT = re.compile(r"\n\+(?!\+\+ )([^\n]*)")
+_REMOVED_TEXT = re.compile(r"\n-(?!-- )([^\n]*)")
 
 
 def changed_lines(patch: str | None) -> tuple[list[str], list[str]]:
     """(added, removed) line texts of a unified-diff patch, without their +/- prefix."""
     if not patch:
         return [], []
-    return _ADDED_TEXT.findall(patch), _REMOVED_TEXT.findall(patch)
+    text = "\n" + patch
+    return _ADDED_TEXT.findall(text), _REMOVED_TEXT.findall(text)
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,10 +154,10 @@ class LineCounts:
         return self.code_added + self.code_removed
 
 
-_PY_ADDED_CODE = re.compile(r"^\+(?!\+\+ )[ \t]*[^\s#]", re.M)
-_PY_REMOVED_CODE = re.compile(r"^-(?!-- )[ \t]*[^\s#]", re.M)
-_ADDED = re.compile(r"^\+(?!\+\+ )", re.M)
-_REMOVED = re.compile(r"^-(?!-- )", re.M)
+_PY_ADDED_CODE = re.compile(r"\n\+(?!\+\+ )[ \t]*[^\s#]")
+_PY_REMOVED_CODE = re.compile(r"\n-(?!-- )[ \t]*[^\s#]")
+_ADDED = re.compile(r"\n\+(?!\+\+ )")
+_REMOVED = re.compile(r"\n-(?!-- )")
 
 
 def count_code_lines(path: str, patch: str | None) -> LineCounts:
@@ -165,8 +168,9 @@ def count_code_lines(path: str, patch: str | None) -> LineCounts:
     if lang == "python" and '"""' not in patch and "'''" not in patch:
         # no triple-quoted string: only blank and comment lines are not code, which
         # tokenize would say too; count them with regular expressions, not line by line
-        na, nr = len(_ADDED.findall(patch)), len(_REMOVED.findall(patch))
-        ca, cr = len(_PY_ADDED_CODE.findall(patch)), len(_PY_REMOVED_CODE.findall(patch))
+        text = "\n" + patch
+        na, nr = len(_ADDED.findall(text)), len(_REMOVED.findall(text))
+        ca, cr = len(_PY_ADDED_CODE.findall(text)), len(_PY_REMOVED_CODE.findall(text))
         return LineCounts(ca, cr, na - ca, nr - cr)
     added, removed = changed_lines(patch)
     ca = sum(_code_flags(added, lang))
@@ -331,7 +335,7 @@ _TRAILING_COMMA = re.compile(r",(?=[\)\]\}])")
 
 
 def _formatless(lines: list[str]) -> str:
-    text = _WS.sub("", "".join(lines))
+    text = "".join("".join(lines).split())  # no whitespace at all (str.split is C-speed)
     return _TRAILING_COMMA.sub("", text).replace("'", '"')
 
 

@@ -285,6 +285,37 @@ class Batch:
                 + len(self.cursors) + (1 if self.run else 0))
 
 
+def merge_batches(batches: list[Batch]) -> list[Batch]:
+    """Back-to-back batches as few as possible, each writing the same rows as its parts
+    written one after another (upserts: the last row of a key wins; the latest run record).
+
+    Two batches stay apart when the later one records a failure that the earlier one
+    resolves or records too: in one transaction failures are written before resolutions,
+    and a repeated failure counts one attempt per batch.
+    """
+    out: list[Batch] = []
+    resolved: set[tuple] = set()
+    failed: set[tuple] = set()
+    for b in batches:
+        keys = {(f.stage, f.repo or "", f.number or 0) for f in b.failures}
+        cur = out[-1] if out else None
+        if cur is None or cur.run_id != b.run_id or keys & (resolved | failed):
+            cur = Batch(run_id=b.run_id)
+            out.append(cur)
+            resolved, failed = set(), set()
+        cur.repos += b.repos
+        cur.pull_requests += b.pull_requests
+        cur.decisions += b.decisions
+        cur.tasks += b.tasks
+        cur.failures += b.failures
+        cur.resolved += b.resolved
+        cur.cursors += b.cursors
+        cur.run = b.run or cur.run
+        resolved |= {(st, r or "", n or 0) for st, r, n in b.resolved}
+        failed |= keys
+    return out
+
+
 @dataclass
 class SourceBatch:
     """What a source hands the pipeline: new PRs, and the cursor to save with them."""

@@ -8,8 +8,10 @@ finishes old work (spooled batches, kept PRs that still lack a task) before it f
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import sys
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -96,10 +98,10 @@ class Pipeline:
         """Wait until every handed-over batch is written (before reading the queue)."""
         self._writer.flush()
 
-    def _write_now(self, batches: list[Batch]) -> None:
+    def _write_now(self, batches: list[Batch], then=None) -> q.WriteResult:
         # once the file was found busy, later batches spool quickly instead of each waiting
         wait = min(0.5, self.queue.busy_timeout) if self.spooled else None
-        result = self.queue.write_many(batches, wait=wait)
+        result = self.queue.write_many(batches, wait=wait, then=then)
         self.summary.inc("queue/batches", len(batches))
         self.spooled = result.spooled
         if result.spooled:
@@ -108,14 +110,23 @@ class Pipeline:
             self.summary.counts.pop("queue/spooled_pending", None)
         if result.ingested > len(batches):
             self.summary.inc("queue/ingested_from_spool", result.ingested - len(batches))
+        return result
 
     # -- stages
 
     def run(self, sources: Iterable[Source]) -> RunSummary:
+        # one connection serves back-to-back writes and reads; it is let go whenever the
+        # writer has been idle for a moment, and at least every few seconds
+        with self.queue.holding() as held, _quick_thread_handoff():
+            self._writer.on_idle = held.release
+            return self._run(sources)
+
+    def _run(self, sources: Iterable[Source]) -> RunSummary:
         s = self.summary
-        self._write(Batch())  # the run record, and any batch an earlier run left spooled
-        self._flush()
-        abandoned = q.mark_abandoned_runs(self.queue, s.run_id)
+        # the run record, any batch an earlier run left spooled, and the runs that died
+        # without finishing (we hold the run lock), in one connection
+        first = Batch(run_id=s.run_id, run=self._run_row("running"))
+        abandoned = self._write_now([first], then=lambda con: q.abandon_runs(con, s.run_id)).then
         if abandoned:
             log.warning("%d earlier run(s) ended without finishing (crash or kill); their "
                         "work is resumed now", abandoned)
@@ -202,12 +213,12 @@ class Pipeline:
             if self.opt.stop():
                 return
             self._flush()
-            known = q.decided_numbers(self.queue, repo.full_name, self.rules.version)
+            known, cursor = q.crawl_state(self.queue, repo.full_name, self.rules.version,
+                                          getattr(source, "kind", "git"))
             if known is None:
                 log.warning("the queue is busy: %s is read in full (writes are idempotent)",
                             repo.full_name)
                 known = set()
-            cursor = q.load_cursor(self.queue, repo.full_name, getattr(source, "kind", "git"))
             s.inc("source/repos")
             licenses = {repo.full_name: repo.license}
             mark = dict(s.counts)
@@ -307,10 +318,13 @@ class _Writer:
     when the process is killed was never acknowledged: nothing it holds (cursors included)
     reached the queue, so the next run redoes it."""
 
-    def __init__(self, write: Callable[[list[Batch]], None], depth: int = 4):
+    def __init__(self, write: Callable[[list[Batch]], None], depth: int = 4,
+                 idle_after: float = 0.5):
         import queue as stdqueue
         import threading
         self._write = write
+        self.idle_after = idle_after
+        self.on_idle: Callable[[], None] | None = None  # called when nothing came for a while
         self._q: stdqueue.Queue = stdqueue.Queue(maxsize=depth)
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._loop, name="synth-writer", daemon=True)
@@ -319,7 +333,15 @@ class _Writer:
     def _loop(self) -> None:
         import queue as stdqueue
         while True:
-            group = [self._q.get()]
+            try:
+                group = [self._q.get(timeout=self.idle_after)]
+            except stdqueue.Empty:
+                if self.on_idle is not None:
+                    try:
+                        self.on_idle()
+                    except BaseException as exc:  # handed to the main thread
+                        self._error = self._error or exc
+                continue
             while group[-1] is not None:  # whatever else is waiting goes in the same connection
                 try:
                     group.append(self._q.get_nowait())
@@ -356,6 +378,20 @@ class _Writer:
             self._q.put(None)
             self._thread.join()
         self._raise()
+
+
+@contextlib.contextmanager
+def _quick_thread_handoff(interval: float = 0.001):
+    """A shorter GIL switch interval while a run lasts. The writer thread's DuckDB calls
+    give up the GIL and take it back several times each; with the filter thread busy in
+    Python, every take-back waits out a whole switch interval (5 ms by default), which made
+    a batch's write take five times as long as on an idle interpreter."""
+    before = sys.getswitchinterval()
+    sys.setswitchinterval(min(before, interval))
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(before)
 
 
 def _count_decision(s: RunSummary, d: Decision) -> None:

@@ -17,6 +17,7 @@ import gc
 import json
 import os
 import shutil
+import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -24,14 +25,14 @@ from datetime import datetime, timedelta, timezone
 from importlib import resources
 from pathlib import Path
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .errors import QueueBusy, QueueError, SQLError
-from .models import Batch, DedupeResult, Failure, PullRequest, Repo, Task
+from .models import Batch, DedupeResult, Failure, PullRequest, Repo, Task, merge_batches
 
 SCHEMA_VERSION = 4
 _ZERO = timedelta(0)
@@ -282,6 +283,7 @@ _UPSERT: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
 class WriteResult:
     ingested: int  # batches ingested by this call (this one and older spooled ones)
     spooled: int  # batches left in the spool because the file was busy
+    then: object = None  # what write_many's ``then`` answered
 
 
 class Queue:
@@ -294,6 +296,7 @@ class Queue:
         self.spool_dir = Path(spool_dir) if spool_dir else (
             self.path.parent / "spool" / self.path.stem)
         self._migrated = False
+        self._held: HeldConnection | None = None
 
     # -- connections
 
@@ -310,10 +313,8 @@ class Queue:
         except duckdb.Error as exc:
             raise QueueError(f"cannot open the queue {self.path}: {exc}") from None
 
-    @contextlib.contextmanager
-    def connect(self, read_only: bool = False, wait: float | None = None
-                ) -> Iterator[duckdb.DuckDBPyConnection]:
-        """A short connection; waits up to ``wait`` seconds while another process holds it."""
+    def _acquire(self, read_only: bool, wait: float | None) -> duckdb.DuckDBPyConnection:
+        """Open the file, waiting up to ``wait`` seconds while another process holds it."""
         if read_only and not self.path.exists():
             raise QueueError(f"no queue at {self.path}: run `synth run` first, or name one "
                              "with --db or SYNTH_DB")
@@ -330,13 +331,44 @@ class Queue:
                     raise
                 time.sleep(delay)
                 delay = min(delay * 2, 2.0)
-        try:
-            if not read_only and not self._migrated:
+        if not read_only and not self._migrated:
+            try:
                 migrate(con)
-                self._migrated = True
+            except BaseException:
+                con.close()
+                raise
+            self._migrated = True
+        return con
+
+    @contextlib.contextmanager
+    def connect(self, read_only: bool = False, wait: float | None = None
+                ) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A short connection; waits up to ``wait`` seconds while another process holds it.
+        Inside ``holding()`` every connection of this process is the one held connection."""
+        held = self._held
+        if held is not None:
+            with held.use(wait) as con:
+                yield con
+            return
+        con = self._acquire(read_only, wait)
+        try:
             yield con
         finally:
             con.close()
+
+    @contextlib.contextmanager
+    def holding(self, max_hold: float = 3.0) -> Iterator["HeldConnection"]:
+        """Keep one read-write connection open across back-to-back uses (a run that writes
+        a batch every few hundred milliseconds opens and checkpoints the file once, not once
+        a batch). It is closed after ``max_hold`` seconds, whenever ``release`` is called
+        (a writer that found nothing to do), and when the block ends, so other processes
+        still get their turn."""
+        held = self._held = HeldConnection(self, max_hold)
+        try:
+            yield held
+        finally:
+            self._held = None
+            held.release()
 
     @contextlib.contextmanager
     def transaction(self, wait: float | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -388,15 +420,20 @@ class Queue:
         disk (WriteResult.spooled) and a later write ingests it."""
         return self.write_many([batch], wait=wait)
 
-    def write_many(self, batches: list[Batch], *, wait: float | None = None) -> WriteResult:
-        """Like write, for several batches in one connection (each its own transaction)."""
-        batches = [b for b in batches if len(b)]
+    def write_many(self, batches: list[Batch], *, wait: float | None = None,
+                   then: Callable[[duckdb.DuckDBPyConnection], object] | None = None
+                   ) -> WriteResult:
+        """Like write, for several batches in one connection. ``then``, when given, runs in
+        the same connection after the batches are in (not when they were spooled); its
+        answer is WriteResult.then."""
+        given = sum(1 for b in batches if len(b))
+        batches = merge_batches([b for b in batches if len(b)])  # fewer, larger transactions
         try:
             with self.connect(wait=wait) as con:
                 done = self._ingest_pending(con)  # older batches first, in order
                 for batch in batches:
                     self._ingest(con, ((t, _arrow(c)) for t, c in batch_columns(batch)))
-                return WriteResult(done + len(batches), 0)
+                return WriteResult(done + given, 0, then(con) if then else None)
         except QueueBusy:
             for batch in batches:
                 _fsync_folder(self.spool(batch))  # the spool is now the only copy
@@ -509,6 +546,46 @@ class Queue:
                     f"ON CONFLICT ({', '.join(keys)}) {action}")
 
 
+class HeldConnection:
+    """The connection ``Queue.holding`` keeps: used by one thread at a time (a lock), opened
+    on first use, closed after ``max_hold`` seconds of being open, on ``release``, and after
+    an error (a fresh connection is opened for the next use)."""
+
+    def __init__(self, queue: Queue, max_hold: float):
+        self.queue = queue
+        self.max_hold = max_hold
+        self._con: duckdb.DuckDBPyConnection | None = None
+        self._since = 0.0
+        self._lock = threading.RLock()
+
+    @property
+    def is_open(self) -> bool:
+        return self._con is not None
+
+    @contextlib.contextmanager
+    def use(self, wait: float | None) -> Iterator[duckdb.DuckDBPyConnection]:
+        with self._lock:
+            if self._con is None:
+                self._con = self.queue._acquire(False, wait)
+                self._since = time.monotonic()
+            try:
+                yield self._con
+            except BaseException:
+                self._close()
+                raise
+            if time.monotonic() - self._since > self.max_hold:
+                self._close()
+
+    def release(self) -> None:
+        with self._lock:
+            self._close()
+
+    def _close(self) -> None:
+        con, self._con = self._con, None
+        if con is not None:
+            con.close()
+
+
 @contextlib.contextmanager
 def _no_gc():
     enabled = gc.isenabled()
@@ -610,17 +687,28 @@ def load_pull_requests(queue: Queue, keys: list[tuple[str, int]]) -> list[PullRe
     return [_pr_from_row(prs[k], files.get(k, [])) for k in keys if k in prs]
 
 
-def decided_numbers(queue: Queue, repo: str, filter_version: str) -> set[int] | None:
-    """PR numbers already decided with this filter version; None when the queue is busy
-    (the caller then re-reads everything: writes are idempotent)."""
+def crawl_state(queue: Queue, repo: str, filter_version: str, source: str
+                ) -> tuple[set[int] | None, "Cursor | None"]:
+    """What a crawl of one repository starts from, in one connection: the PR numbers already
+    decided with this filter version (None when the queue is busy: the caller then re-reads
+    everything, as writes are idempotent), and the source's saved cursor."""
+    from .models import Cursor
     if not queue.path.exists():
-        return set()
+        return set(), None
     try:
-        _, rows = queue.query("SELECT number FROM decisions WHERE repo = ? AND filter_version = ?",
-                              [repo, filter_version], wait=queue.busy_timeout)
+        with queue.connect(read_only=True, wait=queue.busy_timeout) as con:
+            known = {r[0] for r in con.execute(
+                "SELECT number FROM decisions WHERE repo = ? AND filter_version = ?",
+                [repo, filter_version]).fetchall()}
+            row = con.execute("SELECT watermark, cursor, state FROM cursors WHERE repo = ? "
+                              "AND source = ?", [repo, source]).fetchone()
     except QueueBusy:
-        return None
-    return {r[0] for r in rows}
+        return None, None
+    if not row:
+        return known, None
+    watermark, cur, state = row
+    state = json.loads(state) if isinstance(state, str) else (state or {})
+    return known, Cursor(repo, source, watermark, cur, state)
 
 
 def pending_rewrites(queue: Queue, rewriter: str, model: str | None, prompt_version: str,
@@ -649,18 +737,12 @@ def repo_licenses(queue: Queue) -> dict[str, str | None]:
     return dict(rows)
 
 
-def mark_abandoned_runs(queue: Queue, current_run_id: str) -> int:
-    """Runs still 'running' while we hold the run lock died without finishing."""
-    try:
-        with queue.transaction(wait=1.0) as con:
-            n = con.execute("SELECT count(*) FROM runs WHERE status = 'running' AND run_id <> ?",
-                            [current_run_id]).fetchone()[0]
-            if n:
-                con.execute("UPDATE runs SET status = 'interrupted' WHERE status = 'running' "
-                            "AND run_id <> ?", [current_run_id])
-            return n
-    except QueueBusy:
-        return 0
+def abandon_runs(con: duckdb.DuckDBPyConnection, current_run_id: str) -> int:
+    """Runs still 'running' while we hold the run lock died without finishing: mark them
+    interrupted (one statement, so atomic); how many there were."""
+    row = con.execute("UPDATE runs SET status = 'interrupted' WHERE status = 'running' "
+                      "AND run_id <> ?", [current_run_id]).fetchone()
+    return int(row[0]) if row else 0
 
 
 def dedupe_tasks(queue: Queue, threshold: float = 0.8):
@@ -717,22 +799,6 @@ def dedupe_tasks(queue: Queue, threshold: float = 0.8):
         for _, kind, _ in best.values():
             res.flagged[kind] = res.flagged.get(kind, 0) + 1
     return res
-
-
-def load_cursor(queue: Queue, repo: str, source: str):
-    from .models import Cursor
-    if not queue.path.exists():
-        return None
-    try:
-        _, rows = queue.query("SELECT watermark, cursor, state FROM cursors WHERE repo = ? AND "
-                              "source = ?", [repo, source], wait=queue.busy_timeout)
-    except QueueBusy:
-        return None
-    if not rows:
-        return None
-    watermark, cur, state = rows[0]
-    state = json.loads(state) if isinstance(state, str) else (state or {})
-    return Cursor(repo, source, watermark, cur, state)
 
 
 def load_http_cache(queue: Queue, prefix: str) -> dict[str, tuple[str, object]]:

@@ -136,10 +136,11 @@ class GitSource:
         assert proc.stdin and proc.stdout
         proc.stdin.write(("\n".join(by_sha) + "\n").encode())
         proc.stdin.close()
+        blocks = _drained(proc.stdout)
         try:
             order = iter(commits)
             pending = next(order)
-            for sha, files in parse_log_patches(proc.stdout):
+            for sha, files in parse_log_patches(blocks):
                 files_by_sha[sha] = files
                 while pending is not None and pending.sha in files_by_sha:
                     yield self._to_pr(pending, files_by_sha.pop(pending.sha))
@@ -148,6 +149,9 @@ class GitSource:
                 yield self._to_pr(pending, files_by_sha.pop(pending.sha, ()))
                 pending = next(order, None)
         finally:
+            if proc.poll() is None and blocks.gi_frame is not None:  # stopped early
+                proc.kill()
+            blocks.close()
             proc.stdout.close()
             err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
             code = proc.wait()
@@ -173,6 +177,57 @@ class GitSource:
                 raise EmptyHistory(f"{self.path} has no commits on {self.ref}")
             raise SourceError(f"git {args[0]} failed in {self.path}: {err[:500]}")
         return proc.stdout.decode("utf-8", errors="replace")
+
+
+def _drained(stream, max_blocks: int = 4096) -> Iterator[bytes]:
+    """The blocks of a pipe, read as fast as the writer gives them by a thread of their own.
+
+    Parsing and filtering a batch take long enough for git to fill a pipe's 64 KiB and
+    stop; a reader that never waits for the consumer lets git run at its own speed on
+    another core. At most ``max_blocks`` blocks (each at most a pipe's worth) wait in memory.
+    """
+    import os
+    import queue
+    import threading
+    fd = stream.fileno()
+    try:  # a bigger pipe: fewer, larger reads (Linux; elsewhere the default stands)
+        import fcntl
+        fcntl.fcntl(fd, getattr(fcntl, "F_SETPIPE_SZ", 1031), 1 << 20)
+    except (ImportError, OSError):
+        pass
+    blocks: queue.Queue = queue.Queue(max_blocks)
+    stop = threading.Event()
+
+    def pump() -> None:
+        while True:
+            try:
+                block = os.read(fd, 1 << 20)
+            except OSError as exc:
+                block = exc
+            while True:
+                if stop.is_set():
+                    return
+                try:
+                    blocks.put(block, timeout=0.1)
+                    break
+                except queue.Full:
+                    continue
+            if not isinstance(block, bytes) or not block:
+                return
+
+    reader = threading.Thread(target=pump, name="synth-git-reader", daemon=True)
+    reader.start()
+    try:
+        while True:
+            block = blocks.get()
+            if isinstance(block, OSError):
+                raise SourceError(f"reading git's output failed: {block}")
+            if not block:
+                return
+            yield block
+    finally:
+        stop.set()
+        reader.join()
 
 
 def _pr_commit(sha: str, parents: list[str], author: str, date: str, subject: str,
