@@ -15,6 +15,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from fnmatch import translate
 from functools import lru_cache
+from itertools import chain
 
 # language -> (line comment prefixes, block comment (open, close) pairs)
 COMMENT_SYNTAX: dict[str, tuple[tuple[str, ...], tuple[tuple[str, str], ...]]] = {
@@ -154,14 +155,16 @@ class LineCounts:
         return self.code_added + self.code_removed
 
 
-_PY_ADDED_CODE = re.compile(r"\n\+(?!\+\+ )[ \t]*[^\s#]")
-_PY_REMOVED_CODE = re.compile(r"\n-(?!-- )[ \t]*[^\s#]")
+_PY_ADDED_CODE = re.compile(r"\n\+(?!\+\+ )[^\S\n]*[^\s#]")
+_PY_REMOVED_CODE = re.compile(r"\n-(?!-- )[^\S\n]*[^\s#]")
 _ADDED = re.compile(r"\n\+(?!\+\+ )")
 _REMOVED = re.compile(r"\n-(?!-- )")
 
 
-def count_code_lines(path: str, patch: str | None) -> LineCounts:
-    """Code vs non-code lines among a file's added and removed lines."""
+def count_code_lines(path: str, patch: str | None,
+                     sides: tuple[list[str], list[str]] | None = None) -> LineCounts:
+    """Code vs non-code lines among a file's added and removed lines (``sides``: the
+    patch's ``changed_lines`` when the caller has them already)."""
     lang = language_of(path)
     if not patch:
         return LineCounts()
@@ -172,41 +175,60 @@ def count_code_lines(path: str, patch: str | None) -> LineCounts:
         na, nr = len(_ADDED.findall(text)), len(_REMOVED.findall(text))
         ca, cr = len(_PY_ADDED_CODE.findall(text)), len(_PY_REMOVED_CODE.findall(text))
         return LineCounts(ca, cr, na - ca, nr - cr)
-    added, removed = changed_lines(patch)
-    ca = sum(_code_flags(added, lang))
-    cr = sum(_code_flags(removed, lang))
+    added, removed = sides if sides is not None else changed_lines(patch)
+    ca = _code_count(added, lang)
+    cr = _code_count(removed, lang)
     return LineCounts(ca, cr, len(added) - ca, len(removed) - cr)
 
 
-def _code_flags(lines: list[str], lang: str | None) -> list[bool]:
+_PY_CODE_LINE = re.compile(r"\n[^\S\n]*[^\s#]")
+
+
+def _code_count(lines: list[str], lang: str | None) -> int:
+    """How many of one side's lines are code (not blank, comment or docstring)."""
     if not lines:
-        return []
+        return 0
     if lang == "python":
-        simple = [bool(s) and s[0] != "#" for s in (ln.strip() for ln in lines)]
-        if not any('"""' in ln or "'''" in ln for ln in lines):
-            # no triple-quoted string: tokenize would say the same (blank and comment lines
-            # are the only non-code), so skip it
-            return simple
+        text = "\n" + "\n".join(lines)
+        if '"""' not in text and "'''" not in text:
+            # no triple-quoted string: blank and comment lines are the only non-code (as
+            # tokenize would say too), counted over the joined side, not line by line
+            return len(_PY_CODE_LINE.findall(text))
         flags = _python_scan(lines)
         if flags is None:  # quoting the scanner does not follow: ask tokenize
             flags = _python_code_flags(lines)
-        return simple if flags is None else flags
+        if flags is None:  # not even tokenize follows it: blank and comment lines only
+            return sum(1 for ln in lines if ln.strip() and not ln.strip().startswith("#"))
+        return sum(flags)
     if lang in COMMENT_SYNTAX:
-        return _table_code_flags(lines, *COMMENT_SYNTAX[lang])
-    return [bool(ln.strip()) for ln in lines]
+        return sum(_table_code_flags(lines, *COMMENT_SYNTAX[lang]))
+    return sum(1 for ln in lines if ln.strip())
 
 
 def _python_scan(lines: list[str]) -> list[bool] | None:
     """A fast line scanner with tokenize's verdicts for the usual shapes: a triple-quoted
     string that starts a line and ends one with nothing after it is a docstring (not code);
     one that is part of an expression is code, every line of it. None when a line mixes
-    quoting the scanner does not follow (then tokenize decides)."""
+    quoting the scanner does not follow (then tokenize decides).
+
+    Only lines holding a triple quote change the scanner's state; the runs of lines between
+    them are settled in bulk (outside a string: blank and comment lines are not code; inside
+    one: a docstring's lines are not code, an expression's are)."""
     flags: list[bool] = []
     delim: str | None = None  # inside a triple-quoted string closed by this
     doc = False
     start = 0
-    for ln in lines:
-        s = ln.strip()
+    i = 0  # the first line not settled yet
+    for q in _triple_quote_lines(lines) + [len(lines)]:
+        if q > i:  # lines i..q-1 hold no triple quote
+            if delim is None:
+                flags += [bool(s) and s[0] != "#" for s in map(str.strip, lines[i:q])]
+            else:
+                flags += [not doc] * (q - i)
+        if q == len(lines):
+            break
+        i = q + 1
+        s = lines[q].strip()
         if delim is not None:
             end = s.find(delim)
             if end == -1:
@@ -221,16 +243,16 @@ def _python_scan(lines: list[str]) -> list[bool] | None:
             if '"""' in rest or "'''" in rest:
                 return None
             continue
-        if not s or s[0] == "#":
+        if s[0] == "#":
             flags.append(False)
             continue
         m = _TRIPLE.match(s)
         if m:
-            q = m.group(1)
+            quote = m.group(1)
             body = s[m.end():]
-            close = body.find(q)
+            close = body.find(quote)
             if close == -1:
-                delim, doc, start = q, True, len(flags)
+                delim, doc, start = quote, True, len(flags)
                 flags.append(False)
                 continue
             rest = body[close + 3:].strip()
@@ -245,6 +267,11 @@ def _python_scan(lines: list[str]) -> list[bool] | None:
         if n2 % 2 or n1 % 2:
             delim, doc, start = ('"""' if n2 % 2 else "'''"), False, len(flags)
     return flags
+
+
+def _triple_quote_lines(lines: list[str]) -> list[int]:
+    """Indexes of the lines that hold a triple quote."""
+    return [i for i, ln in enumerate(lines) if '"""' in ln or "'''" in ln]
 
 
 def _python_code_flags(lines: list[str]) -> list[bool] | None:
@@ -352,37 +379,53 @@ class ChangeKinds:
 
 
 def change_kinds(files: list[tuple[str, str, str | None, int, int]],
-                 code_lines: int | None = None) -> ChangeKinds:
+                 code_lines: int | None = None,
+                 sides: list[tuple[list[str], list[str]] | None] | None = None) -> ChangeKinds:
     """Classify a change from its files: (path, status, patch, additions, deletions).
 
     Only files with patch text are judged; a change with none gets all False except
-    rename_only. ``code_lines``, when the caller already counted them, saves a recount.
+    rename_only. ``code_lines``, when the caller already counted them, saves a recount;
+    ``sides``, when given, holds each file's ``changed_lines`` (or None), saving a re-split.
     """
     kinds = ChangeKinds()
     if files and all(st == "renamed" and a == 0 and d == 0 for _, st, _, a, d in files):
         kinds.rename_only = True
         return kinds
-    texts = [(p, *changed_lines(patch)) for p, _, patch, _, _ in files if patch]
-    if not texts:
+    texts = []
+    for i, (p, _, patch, _, _) in enumerate(files):
+        if patch:
+            known = sides[i] if sides else None
+            texts.append((p, *(known if known is not None else changed_lines(patch))))
+    if not any(a or r for _, a, r in texts):
         return kinds
-    all_added = [ln for _, a, _ in texts for ln in a]
-    all_removed = [ln for _, _, r in texts for ln in r]
-    if not all_added and not all_removed:
-        return kinds
-    nonblank_a = [ln for ln in all_added if ln.strip()]
-    nonblank_r = [ln for ln in all_removed if ln.strip()]
-    same_count = len(nonblank_a) == len(nonblank_r)  # import and version kinds need it
     # formatting only: per file, the removed and the added text are the same once
     # whitespace, line wrapping, trailing commas and quote style are ignored (a formatter run)
     kinds.whitespace_only = all(_formatless(a) == _formatless(r) for _, a, r in texts)
     code = code_lines if code_lines is not None else sum(
         count_code_lines(p, patch).code for p, _, patch, _, _ in files if patch)
     kinds.comment_only = code == 0 and not kinds.whitespace_only
-    changed = nonblank_a + nonblank_r
-    if same_count and changed:
-        kinds.import_order_only = (all(_IMPORT.match(ln) for ln in changed) and
-                                   Counter(map(str.strip, nonblank_a)) == Counter(map(str.strip, nonblank_r)))
-        kinds.version_string_only = all(_VERSION_LINE.search(ln) for ln in changed) and (
-            Counter(_VERSION_NUM.sub("V", _WS.sub("", ln)) for ln in nonblank_a)
-            == Counter(_VERSION_NUM.sub("V", _WS.sub("", ln)) for ln in nonblank_r))
+
+    def every(test) -> bool:
+        """Some line changed (not blank), and every such line passes; stops at the first
+        that does not (for real work, within a line or two)."""
+        seen = False
+        for _, a, r in texts:
+            for ln in chain(a, r):
+                if ln.strip():
+                    if not test(ln):
+                        return False
+                    seen = True
+        return seen
+
+    def nonblank(side: int) -> list[str]:
+        return [ln for t in texts for ln in t[side] if ln.strip()]
+
+    # the same imports on both sides, reordered; the same lines but for version numbers
+    if every(_IMPORT.match):
+        kinds.import_order_only = (Counter(map(str.strip, nonblank(1)))
+                                   == Counter(map(str.strip, nonblank(2))))
+    if every(_VERSION_LINE.search):
+        kinds.version_string_only = (
+            Counter(_VERSION_NUM.sub("V", _WS.sub("", ln)) for ln in nonblank(1))
+            == Counter(_VERSION_NUM.sub("V", _WS.sub("", ln)) for ln in nonblank(2)))
     return kinds

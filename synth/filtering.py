@@ -14,7 +14,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .diffs import PathClassifier, change_kinds, count_code_lines
+from .diffs import PathClassifier, change_kinds, changed_lines, count_code_lines
 from .errors import ConfigError
 from .models import Decision, PullRequest
 
@@ -157,7 +157,8 @@ def analyze(pr: PullRequest, rules: Rules) -> tuple[dict, list[Verdict]]:
     judged_code = 0  # code lines among files with patch text, not docs (for change kinds)
     binary = undecodable = truncated = missing = 0
     file_classes: dict[str, str] = {}
-    for f in files:
+    sides: list[tuple[list[str], list[str]] | None] = [None] * len(files)
+    for i, f in enumerate(files):
         cls = "assets" if f.binary and rules.classify(f.path) == "code" else rules.classify(f.path)
         file_classes[f.path] = cls
         classes[cls] = classes.get(cls, 0) + 1
@@ -167,7 +168,8 @@ def analyze(pr: PullRequest, rules: Rules) -> tuple[dict, list[Verdict]]:
         truncated += f.patch_truncated
         counted = None
         if f.patch and cls != "docs":
-            counted = count_code_lines(f.path, f.patch).code
+            sides[i] = changed_lines(f.patch)  # split once: counted here, kinds below
+            counted = count_code_lines(f.path, f.patch, sides[i]).code
             judged_code += counted
         if cls == "code":
             code_files += 1
@@ -224,8 +226,9 @@ def analyze(pr: PullRequest, rules: Rules) -> tuple[dict, list[Verdict]]:
                          f"lines (min {s['min_code_lines']}; one file needs "
                          f"{s['single_file_min_code_lines']}; with {s['tested_min_test_lines']}+ "
                          f"test lines, {s['tested_min_code_lines']} are enough)"))
-    k = change_kinds([(f.path, f.status, f.patch, f.additions, f.deletions)
-                      for f in files if file_classes[f.path] != "docs"], judged_code)
+    judged = [i for i, f in enumerate(files) if file_classes[f.path] != "docs"]
+    k = change_kinds([(files[i].path, files[i].status, files[i].patch, files[i].additions,
+                       files[i].deletions) for i in judged], judged_code, [sides[i] for i in judged])
     for kind in sorted(rules.kinds):
         v.append(Verdict(f"change_kinds.{kind}", getattr(k, kind), kind, kind.replace("_", " ")))
     return metrics, v

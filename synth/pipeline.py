@@ -74,6 +74,7 @@ class Pipeline:
         self.summary = RunSummary(run_id=_new_run_id())
         self.started = _now()
         self.spooled = 0
+        self._resolved: set[tuple[str, int]] = set()  # (repo, 0): source failures resolved
         self._writer = _Writer(self._write_now)
 
     # -- run record
@@ -251,7 +252,9 @@ class Pipeline:
             s.inc(k, v)
         batch = Batch(repos=[sb.repo or repo], pull_requests=list(sb.prs),
                       cursors=[sb.cursor] if sb.cursor else [], failures=list(sb.failures))
-        batch.resolved.append(("source", repo.full_name, 0))  # an earlier failure of this repo is over
+        if (repo.full_name, 0) not in self._resolved:  # an earlier failure of this repo is over
+            batch.resolved.append(("source", repo.full_name, 0))
+            self._resolved.add((repo.full_name, 0))
         for f in sb.failures:
             self._fail(f)
         kept: list[PullRequest] = []

@@ -428,13 +428,15 @@ class GitRepoSource:
     def __init__(self, path, repo_name: str | None = None, label: str | None = None):
         self.git = GitSource(path, repo_name)
         self.label = label or f"git:{path}"
+        self._listing = _Background(self.git.list_pr_commits)  # while the queue opens
 
     def repos(self) -> list[Repo]:
         return [self.git.repo]
 
     def batches(self, repo: Repo, known: set[int], batch_size: int, limit: int,
                 cursor: Cursor | None = None) -> Iterator[SourceBatch]:
-        commits = self.git.list_pr_commits()
+        commits = self._listing.result() if self._listing else self.git.list_pr_commits()
+        self._listing = None  # a later crawl of this source lists afresh
         listed = len(commits)
         if limit:
             commits = commits[:limit]
@@ -451,3 +453,26 @@ class GitRepoSource:
                 first, buf = {}, []
         if buf or first:
             yield SourceBatch(prs=buf, counts=first, total=len(todo))
+
+
+class _Background:
+    """A call started on a thread now, its result (or its exception) taken later."""
+
+    def __init__(self, fn):
+        import threading
+        self._value = self._error = None
+
+        def run() -> None:
+            try:
+                self._value = fn()
+            except BaseException as exc:  # raised to whoever takes the result
+                self._error = exc
+
+        self._thread = threading.Thread(target=run, name="synth-git-listing", daemon=True)
+        self._thread.start()
+
+    def result(self):
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._value
