@@ -293,6 +293,8 @@ def merge_batches(batches: list[Batch]) -> list[Batch]:
     resolves or records too: in one transaction failures are written before resolutions,
     and a repeated failure counts one attempt per batch.
     """
+    if len(batches) < 2:
+        return list(batches)
     out: list[Batch] = []
     resolved: set[tuple] = set()
     failed: set[tuple] = set()

@@ -12,6 +12,7 @@ import contextlib
 import logging
 import os
 import sys
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -25,6 +26,8 @@ from .models import (Batch, Cursor, Decision, Failure, PullRequest, Repo, RunSum
                      Task)
 
 log = logging.getLogger("synth.pipeline")
+
+RUN_RECORD_EVERY = 2.0  # seconds between updates of a running run's record
 
 
 class Source(Protocol):
@@ -75,6 +78,8 @@ class Pipeline:
         self.started = _now()
         self.spooled = 0
         self._resolved: set[tuple[str, int]] = set()  # (repo, 0): source failures resolved
+        self._repos_written: set[Repo] = set()  # repo rows as written in this run
+        self._run_written = float("-inf")  # when the run record last went to the writer
         self._writer = _Writer(self._write_now)
 
     # -- run record
@@ -90,9 +95,15 @@ class Pipeline:
         }
 
     def _write(self, batch: Batch) -> None:
-        """Hand a batch to the background writer (writes happen in order, one at a time)."""
+        """Hand a batch to the background writer (writes happen in order, one at a time).
+        The run record rides along at most every RUN_RECORD_EVERY seconds: each table a
+        write touches costs a statement, and a fast crawl hands over several batches a
+        second."""
         batch.run_id = self.summary.run_id
-        batch.run = self._run_row("running")
+        now = time.monotonic()
+        if now - self._run_written >= RUN_RECORD_EVERY:
+            batch.run = self._run_row("running")
+            self._run_written = now
         self._writer.put(batch)
 
     def _flush(self) -> None:
@@ -250,8 +261,11 @@ class Pipeline:
             licenses[sb.repo.full_name] = sb.repo.license
         for k, v in sb.counts.items():
             s.inc(k, v)
-        batch = Batch(repos=[sb.repo or repo], pull_requests=list(sb.prs),
+        row = sb.repo or repo
+        batch = Batch(repos=[] if row in self._repos_written else [row],
+                      pull_requests=list(sb.prs),
                       cursors=[sb.cursor] if sb.cursor else [], failures=list(sb.failures))
+        self._repos_written.add(row)
         if (repo.full_name, 0) not in self._resolved:  # an earlier failure of this repo is over
             batch.resolved.append(("source", repo.full_name, 0))
             self._resolved.add((repo.full_name, 0))

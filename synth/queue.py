@@ -488,62 +488,74 @@ class Queue:
     def _ingest(self, con: duckdb.DuckDBPyConnection,
                 tables: Iterable[tuple[str, "pa.Table"]]) -> None:
         """One batch, one transaction: idempotent upserts from Arrow tables, taken in order.
-        While DuckDB writes one table (it releases the GIL), the next one is being built."""
-        con.execute("BEGIN TRANSACTION")
-        try:
-            with ThreadPoolExecutor(max_workers=1) as pool, _no_gc():
-                pending = None
-                for table, arrow in tables:
+
+        Statements go to DuckDB as few scripts as possible: DuckDB lets go of the GIL for
+        a whole script, and taking it back between statements costs a thread switch interval
+        whenever another thread is busy in Python (a filter thread, say). A staged table of
+        OVERLAP_ROWS rows or more is written on a helper thread while the next one is built
+        (large batches gain more from that overlap than they lose in handovers). A staged
+        table stays registered until the next batch replaces it or the connection closes."""
+        _columns_all(con)  # before any statement runs on the helper thread
+        script = ["BEGIN TRANSACTION"]
+        pending = None
+        with ThreadPoolExecutor(max_workers=1) as pool, _no_gc():
+            try:
+                for table, arrow in tables:  # the next table is built while `pending` runs
                     if pending is not None:
                         pending.result()
-                    pending = pool.submit(self._ingest_arrow, con, table, arrow)
+                        pending = None
+                    staged = f"staged_{table}"
+                    con.register(staged, arrow)
+                    script += _statements(con, table, staged, arrow.column_names)
+                    if arrow.num_rows >= OVERLAP_ROWS:
+                        pending = pool.submit(con.execute, ";\n".join(script))
+                        script = []
                 if pending is not None:
                     pending.result()
-            con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
+                    pending = None
+                script.append("COMMIT")
+                con.execute(";\n".join(script))
+            except BaseException:
+                if pending is not None:
+                    pending.exception()  # wait for it; its error, if any, is this one
+                try:
+                    con.execute("ROLLBACK")
+                except duckdb.Error:  # the transaction never began, or is already gone
+                    pass
+                raise
 
-    def _ingest_arrow(self, con: duckdb.DuckDBPyConnection, table: str, arrow: "pa.Table") -> None:
-        name = f"staged_{table}"
-        con.register(name, arrow)
-        try:
-            self._ingest_table(con, table, name, arrow.column_names)
-        finally:
-            con.unregister(name)
 
-    def _ingest_table(self, con: duckdb.DuckDBPyConnection, table: str, staged: str,
-                      names: list[str]) -> None:
-        src = "failures" if table == "resolved" else table
-        cols = _columns(con, src)
-        # typed view of the staged rows: Arrow's guesses (null columns, strings for JSON and
-        # timestamps) cast to the table's own column types
-        reader = "(SELECT " + ", ".join(f"CAST({n} AS {cols[n]}) AS {n}" for n in names) + \
-                 f" FROM {staged})"
-        if table == "resolved":
-            con.execute(
-                f"UPDATE failures SET resolved = true FROM {reader} r "
+OVERLAP_ROWS = 10_000
+
+
+def _statements(con: duckdb.DuckDBPyConnection, table: str, staged: str,
+                names: list[str]) -> list[str]:
+    """The SQL that upserts one staged table into its queue table."""
+    src = "failures" if table == "resolved" else table
+    cols = _columns(con, src)
+    # typed view of the staged rows: Arrow's guesses (null columns, strings for JSON and
+    # timestamps) cast to the table's own column types
+    reader = "(SELECT " + ", ".join(f"CAST({n} AS {cols[n]}) AS {n}" for n in names) + \
+             f" FROM {staged})"
+    if table == "resolved":
+        return [f"UPDATE failures SET resolved = true FROM {reader} r "
                 "WHERE failures.stage = r.stage AND failures.repo = r.repo "
-                "AND failures.number = r.number")
-            return
-        if table == "pr_files":  # a PR's file list is replaced whole
-            con.execute(f"DELETE FROM pr_files WHERE (repo, number) IN "
-                        f"(SELECT DISTINCT repo, number FROM {staged})")
-            con.execute(f"INSERT INTO pr_files BY NAME SELECT * FROM {reader}")
-            return
-        if table == "failures":
-            con.execute(
-                f"INSERT INTO failures BY NAME SELECT * FROM {reader} "
+                "AND failures.number = r.number"]
+    if table == "pr_files":  # a PR's file list is replaced whole
+        return [f"DELETE FROM pr_files WHERE (repo, number) IN "
+                f"(SELECT DISTINCT repo, number FROM {staged})",
+                f"INSERT INTO pr_files BY NAME SELECT * FROM {reader}"]
+    if table == "failures":
+        return [f"INSERT INTO failures BY NAME SELECT * FROM {reader} "
                 "ON CONFLICT (stage, repo, number) DO UPDATE SET reason = excluded.reason, "
                 "message = excluded.message, detail = excluded.detail, "
                 "transient = excluded.transient, attempts = failures.attempts + 1, "
-                "last_at = excluded.last_at, run_id = excluded.run_id, resolved = false")
-            return
-        keys, updates = _UPSERT[table]
-        action = ("DO UPDATE SET " + ", ".join(f"{c} = excluded.{c}" for c in updates)
-                  if updates else "DO NOTHING")
-        con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM {reader} "
-                    f"ON CONFLICT ({', '.join(keys)}) {action}")
+                "last_at = excluded.last_at, run_id = excluded.run_id, resolved = false"]
+    keys, updates = _UPSERT[table]
+    action = ("DO UPDATE SET " + ", ".join(f"{c} = excluded.{c}" for c in updates)
+              if updates else "DO NOTHING")
+    return [f"INSERT INTO {table} BY NAME SELECT * FROM {reader} "
+            f"ON CONFLICT ({', '.join(keys)}) {action}"]
 
 
 class HeldConnection:
@@ -629,6 +641,18 @@ def _columns(con: duckdb.DuckDBPyConnection, table: str) -> dict[str, str]:
     if table not in _COLUMNS:
         _COLUMNS[table] = _columns_uncached(con, table)
     return _COLUMNS[table]
+
+
+def _columns_all(con: duckdb.DuckDBPyConnection) -> None:
+    """Fill the column-type cache for every queue table, in one query."""
+    if all(t in _COLUMNS for t in TABLES if t != "resolved"):
+        return
+    rows = con.execute("SELECT table_name, column_name, data_type FROM information_schema.columns "
+                       "WHERE table_schema = 'main' ORDER BY table_name, ordinal_position").fetchall()
+    found: dict[str, dict[str, str]] = {}
+    for table, name, dtype in rows:
+        found.setdefault(table, {})[name] = dtype
+    _COLUMNS.update(found)
 
 
 def _columns_uncached(con: duckdb.DuckDBPyConnection, table: str) -> dict[str, str]:
