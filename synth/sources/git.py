@@ -17,7 +17,7 @@ import subprocess
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import git  # GitPython
 
@@ -90,8 +90,9 @@ class GitSource:
 
     # -- pass 1: which commits are PRs
 
-    def list_pr_commits(self) -> list[PRCommit]:
-        """Every PR on the first-parent history, newest first; one git process."""
+    def list_pr_commits(self, fix_authors: bool = True) -> list[PRCommit]:
+        """Every PR on the first-parent history, newest first; one git process (two with
+        ``fix_authors``: see ``head_authors``)."""
         fmt = _SEP + "%H%x00%P%x00%an%x00%cI%x00%s%x00%b"
         out = self._git("log", "--first-parent", f"--format={fmt}", self.ref)
         commits: list[PRCommit] = []
@@ -102,27 +103,29 @@ class GitSource:
             if pr and pr.number not in seen:  # a reverted-and-relanded PR: keep the newest
                 seen.add(pr.number)
                 commits.append(pr)
-        self._fix_merge_authors(commits)
+        if fix_authors:
+            authors = self.head_authors(commits)
+            commits = [_with_author(c, authors) for c in commits]
         return commits
 
-    def _fix_merge_authors(self, commits: list[PRCommit]) -> None:
+    def head_authors(self, commits: list[PRCommit]) -> dict[str, str]:
         """A merge commit's author is whoever pressed the button; the PR's author is the
-        author of its head (second parent). One git process for all of them."""
-        heads = [c.parents[1] for c in commits if c.style == "merge" and len(c.parents) > 1]
+        author of its head (second parent): merge sha -> that author. One git process."""
+        heads = {c.parents[1]: c.sha for c in commits if c.style == "merge" and len(c.parents) > 1}
         if not heads:
-            return
+            return {}
         out = self._git("log", "--no-walk", "--stdin", "--format=%H%x00%an",
                         input="\n".join(heads) + "\n")
-        authors = dict(line.split("\x00", 1) for line in out.splitlines() if "\x00" in line)
-        for i, c in enumerate(commits):
-            if c.style == "merge" and len(c.parents) > 1 and c.parents[1] in authors:
-                commits[i] = PRCommit(c.sha, c.parents, c.number, c.title, c.body,
-                                      authors[c.parents[1]], c.merged_at, c.style)
+        return {heads[sha]: name for sha, _, name in
+                (line.partition("\x00") for line in out.splitlines()) if sha in heads}
 
     # -- pass 2: patches of the wanted PRs, streamed
 
-    def pull_requests(self, commits: Iterable[PRCommit]) -> Iterator[PullRequest]:
-        """Full PRs (files, stats, patches) for the given commits, in the order given."""
+    def pull_requests(self, commits: Iterable[PRCommit],
+                      authors: "Callable[[], dict[str, str]] | None" = None) -> Iterator[PullRequest]:
+        """Full PRs (files, stats, patches) for the given commits, in the order given.
+        ``authors``, when given, answers ``head_authors`` for commits listed without them;
+        it is asked once the patches are under way (so it may run meanwhile)."""
         commits = list(commits)
         if not commits:
             return
@@ -138,15 +141,23 @@ class GitSource:
         proc.stdin.close()
         blocks = _drained(proc.stdout)
         try:
+            names: dict[str, str] | None = None
+
+            def to_pr(c: PRCommit, files: tuple[FileChange, ...]) -> PullRequest:
+                nonlocal names
+                if authors is not None and names is None:
+                    names = authors()
+                return self._to_pr(_with_author(c, names) if names else c, files)
+
             order = iter(commits)
             pending = next(order)
             for sha, files in parse_log_patches(blocks):
                 files_by_sha[sha] = files
                 while pending is not None and pending.sha in files_by_sha:
-                    yield self._to_pr(pending, files_by_sha.pop(pending.sha))
+                    yield to_pr(pending, files_by_sha.pop(pending.sha))
                     pending = next(order, None)
             while pending is not None:  # a commit git printed no diff for (empty change)
-                yield self._to_pr(pending, files_by_sha.pop(pending.sha, ()))
+                yield to_pr(pending, files_by_sha.pop(pending.sha, ()))
                 pending = next(order, None)
         finally:
             if proc.poll() is None and blocks.gi_frame is not None:  # stopped early
@@ -177,6 +188,13 @@ class GitSource:
                 raise EmptyHistory(f"{self.path} has no commits on {self.ref}")
             raise SourceError(f"git {args[0]} failed in {self.path}: {err[:500]}")
         return proc.stdout.decode("utf-8", errors="replace")
+
+
+def _with_author(c: PRCommit, authors: dict[str, str]) -> PRCommit:
+    name = authors.get(c.sha)
+    if name is None or name == c.author:
+        return c
+    return PRCommit(c.sha, c.parents, c.number, c.title, c.body, name, c.merged_at, c.style)
 
 
 def _drained(stream, max_blocks: int = 4096) -> Iterator[bytes]:
@@ -428,14 +446,16 @@ class GitRepoSource:
     def __init__(self, path, repo_name: str | None = None, label: str | None = None):
         self.git = GitSource(path, repo_name)
         self.label = label or f"git:{path}"
-        self._listing = _Background(self.git.list_pr_commits)  # while the queue opens
+        # listed while the queue opens; the PR authors of merge commits while patches stream
+        self._listing = _Background(lambda: self.git.list_pr_commits(fix_authors=False))
 
     def repos(self) -> list[Repo]:
         return [self.git.repo]
 
     def batches(self, repo: Repo, known: set[int], batch_size: int, limit: int,
                 cursor: Cursor | None = None) -> Iterator[SourceBatch]:
-        commits = self._listing.result() if self._listing else self.git.list_pr_commits()
+        commits = (self._listing.result() if self._listing
+                   else self.git.list_pr_commits(fix_authors=False))
         self._listing = None  # a later crawl of this source lists afresh
         listed = len(commits)
         if limit:
@@ -446,7 +466,8 @@ class GitRepoSource:
             yield SourceBatch(prs=[], counts=first, total=0)
             return
         buf: list[PullRequest] = []
-        for pr in self.git.pull_requests(todo):
+        authors = _Background(lambda: self.git.head_authors(todo))
+        for pr in self.git.pull_requests(todo, authors.result):
             buf.append(pr)
             if len(buf) >= batch_size:
                 yield SourceBatch(prs=buf, counts=first, total=len(todo))
