@@ -493,8 +493,7 @@ class Queue:
         a whole script, and taking it back between statements costs a thread switch interval
         whenever another thread is busy in Python (a filter thread, say). A staged table of
         OVERLAP_ROWS rows or more is written on a helper thread while the next one is built
-        (large batches gain more from that overlap than they lose in handovers). A staged
-        table stays registered until the next batch replaces it or the connection closes."""
+        (large batches gain more from that overlap than they lose in handovers)."""
         _columns_all(con)  # before any statement runs on the helper thread
         script = ["BEGIN TRANSACTION"]
         pending = None
@@ -576,15 +575,20 @@ class HeldConnection:
 
     @contextlib.contextmanager
     def use(self, wait: float | None) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A cursor of the held connection: a handle of its own (its own pending result,
+        transaction and staged tables, all gone when the use ends), the file opened once."""
         with self._lock:
             if self._con is None:
                 self._con = self.queue._acquire(False, wait)
                 self._since = time.monotonic()
+            cur = self._con.cursor()
             try:
-                yield self._con
+                yield cur
             except BaseException:
+                cur.close()
                 self._close()
                 raise
+            cur.close()
             if time.monotonic() - self._since > self.max_hold:
                 self._close()
 

@@ -136,3 +136,36 @@ def test_huge_binary_and_non_utf8_patches_get_reasons(tmp_path, cli):
     assert size[0] > 50_000_000 and size[1] and size[2] <= 1 << 20
     assert "assets_only" in rows[2] and "binary_files" in rows[2]
     assert "non_utf8_patch" in rows[3]
+
+
+def test_a_stream_stopped_early_ends_git_and_its_reader(history_100, monkeypatch):
+    import threading
+    path, _ = history_100
+    started = []
+    real_popen = subprocess.Popen
+
+    def popen(*a, **kw):
+        started.append(real_popen(*a, **kw))
+        return started[-1]
+
+    monkeypatch.setattr(subprocess, "Popen", popen)
+    src = GitSource(path)
+    stream = src.pull_requests(src.list_pr_commits())
+    first = next(stream)
+    assert first.files
+    stream.close()  # a run told to stop, say
+    (git_log,) = [p for p in started if "--no-walk=unsorted" in p.args]
+    assert git_log.poll() is not None  # killed and reaped, not left writing to a full pipe
+    assert not [t for t in threading.enumerate() if t.name == "synth-git-reader"]
+
+
+def test_the_pipeline_source_gives_merge_prs_their_branch_authors(history_100):
+    from synth.sources.git import GitRepoSource
+    path, _ = history_100
+    source = GitRepoSource(path)
+    got = {pr.number: pr.author for sb in source.batches(source.git.repo, set(), 7, 0)
+           for pr in sb.prs}
+    want = {c.number: c.author for c in GitSource(path).list_pr_commits()}
+    assert got == want and len(got) == 100
+    assert all(a.startswith("Dev") for n, a in got.items()
+               if n in {c.number for c in GitSource(path).list_pr_commits() if c.style == "merge"})

@@ -75,3 +75,69 @@ def test_a_busy_file_spools_and_the_next_write_ingests(tmp_path):
     res = queue.write(Batch(pull_requests=[pr(4)]))
     assert res.ingested == 2 and not queue.pending_spool()
     assert q(db, "SELECT number FROM pull_requests ORDER BY 1") == [(3,), (4,)]
+
+
+def failure(stage: str, number: int, reason: str = "x"):
+    from synth.models import Failure
+    return Failure(stage, reason, "m", repo="o/r", number=number)
+
+
+def test_merged_batches_write_what_the_batches_wrote_one_by_one(tmp_path):
+    from synth.models import merge_batches
+    a = Batch(run_id="r1", pull_requests=[pr(1), pr(2)], failures=[failure("rewrite", 1)],
+              run={"run_id": "r1", "started_at": "2024-01-01 00:00:00", "ended_at": None,
+                   "status": "running", "source": "git", "config_hash": None, "pid": 1,
+                   "counts": {}, "errors": []})
+    b = Batch(run_id="r1", pull_requests=[pr(2)], resolved=[("rewrite", "o/r", 1)])
+    c = Batch(run_id="r1", failures=[failure("rewrite", 1, "again")])  # after its resolution
+    d = Batch(run_id="r2", pull_requests=[pr(3)])  # another run's batch
+    merged = merge_batches([a, b, c, d])
+    assert [len(m.pull_requests) for m in merged] == [3, 0, 1]
+    assert merged[0].run == a.run and merged[0].resolved == [("rewrite", "o/r", 1)]
+    assert merged[1].failures[0].reason == "again" and merged[2].run_id == "r2"
+    one_by_one, together = tmp_path / "a.duckdb", tmp_path / "b.duckdb"
+    for batch in (a, b, c, d):
+        Queue(one_by_one).write(batch)
+    Queue(together).write_many([a, b, c, d])
+    sql = ("SELECT stage, number, reason, resolved, attempts FROM failures ORDER BY 1, 2",
+           "SELECT number FROM pull_requests ORDER BY 1", "SELECT run_id, status FROM runs")
+    for s in sql:
+        assert q(one_by_one, s) == q(together, s), s
+    assert q(together, sql[0]) == [("rewrite", 1, "again", False, 2)]
+
+
+def test_a_failed_write_leaves_the_queue_as_it_was_and_usable(tmp_path):
+    db = tmp_path / "q.duckdb"
+    queue = Queue(db)
+    queue.write(Batch(pull_requests=[pr(1)]))
+    bad = PullRequest(**{**{k: getattr(pr(2), k) for k in pr(2).__dataclass_fields__},
+                         "title": None})  # title is NOT NULL
+    import pytest
+    from synth.errors import QueueError
+    with queue.holding():
+        with pytest.raises(QueueError):
+            queue.write(Batch(pull_requests=[pr(5), bad]))
+        queue.write(Batch(pull_requests=[pr(3)]))  # the held connection was renewed
+    assert q(db, "SELECT number FROM pull_requests ORDER BY 1") == [(1,), (3,)]
+
+
+def test_a_held_connection_is_let_go_for_other_processes(tmp_path):
+    import subprocess
+    import sys
+    db = tmp_path / "q.duckdb"
+    queue = Queue(db)
+    reader = [sys.executable, "-c", "import duckdb,sys; duckdb.connect(sys.argv[1], read_only=True)"
+              ".execute('SELECT count(*) FROM pull_requests')", str(db)]
+    with queue.holding(max_hold=60) as held:
+        queue.write(Batch(pull_requests=[pr(1)]))
+        queue.write(Batch(pull_requests=[pr(2)]))
+        assert held.is_open  # one connection for both writes, still open
+        assert subprocess.run(reader, capture_output=True).returncode != 0  # locked out meanwhile
+        held.release()
+        assert subprocess.run(reader, capture_output=True).returncode == 0
+        queue.write(Batch(pull_requests=[pr(3)]))  # opened again on use
+    assert not held.is_open
+    with queue.holding(max_hold=0) as held:  # held no longer than max_hold
+        queue.write(Batch(pull_requests=[pr(4)]))
+        assert not held.is_open
+    assert q(db, "SELECT count(*) FROM pull_requests") == [(4,)]
