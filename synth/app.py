@@ -197,8 +197,12 @@ def discover_repos(settings: Settings, min_stars: int | None = None,
                           api.policy.counts["github/not_modified"])
 
 
+SQL_WAIT = 5.0  # a running crawl lets go of the file at least every 3 s (Queue.holding)
+
+
 def sql(settings: Settings, text: str) -> tuple[list[str], list[tuple]]:
-    return open_queue(settings).query(text, read_only=True)
+    queue = open_queue(settings)
+    return queue.query(text, read_only=True, wait=min(queue.busy_timeout, SQL_WAIT))
 
 
 def stats(settings: Settings) -> dict[str, object]:

@@ -143,11 +143,25 @@ def test_sql_while_another_process_holds_the_file(cli, history_100, db):
         """)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "held"
-        r = cli("sql", "SELECT 1", "--db", db)
+        r = cli("sql", "SELECT 1", "--db", db)  # waits its 5 seconds, then gives up
         assert r.code == 75 and "in use by another process" in r.err
     finally:
         holder.stdin.close()
         holder.wait(timeout=10)
+    brief = subprocess.Popen(  # a run holding the file for a moment, as a crawl does
+        [sys.executable, "-c", textwrap.dedent(f"""
+            import duckdb, time
+            con = duckdb.connect({str(db)!r})
+            print("held", flush=True)
+            time.sleep(1.0)
+            con.close()
+        """)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert brief.stdout.readline().strip() == "held"
+        r = cli("sql", "SELECT count(*) FROM candidates", "--db", db)
+        assert r.code == 0 and "3" in r.out
+    finally:
+        brief.wait(timeout=10)
 
 
 def test_every_command_has_help(cli):
