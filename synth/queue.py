@@ -347,7 +347,7 @@ class Queue:
         Inside ``holding()`` every connection of this process is the one held connection."""
         held = self._held
         if held is not None:
-            with held.use(wait) as con:
+            with held.use(wait, read_only) as con:
                 yield con
             return
         con = self._acquire(read_only, wait)
@@ -574,10 +574,20 @@ class HeldConnection:
         return self._con is not None
 
     @contextlib.contextmanager
-    def use(self, wait: float | None) -> Iterator[duckdb.DuckDBPyConnection]:
+    def use(self, wait: float | None, read_only: bool = False
+            ) -> Iterator[duckdb.DuckDBPyConnection]:
         """A cursor of the held connection: a handle of its own (its own pending result,
-        transaction and staged tables, all gone when the use ends), the file opened once."""
+        transaction and staged tables, all gone when the use ends), the file opened once.
+        A read while nothing is held opens the file read-only, as outside a run, so that
+        it can share the file with another process that is only reading."""
         with self._lock:
+            if self._con is None and read_only:
+                con = self.queue._acquire(True, wait)
+                try:
+                    yield con
+                finally:
+                    con.close()
+                return
             if self._con is None:
                 self._con = self.queue._acquire(False, wait)
                 self._since = time.monotonic()

@@ -141,3 +141,28 @@ def test_a_held_connection_is_let_go_for_other_processes(tmp_path):
         queue.write(Batch(pull_requests=[pr(4)]))
         assert not held.is_open
     assert q(db, "SELECT count(*) FROM pull_requests") == [(4,)]
+
+
+def test_reads_during_a_run_share_the_file_with_a_reading_curator(tmp_path):
+    import subprocess
+    import sys
+    from synth.queue import crawl_state
+    db = tmp_path / "q.duckdb"
+    queue = Queue(db, busy_timeout=1.0)
+    queue.write(Batch(pull_requests=[pr(1)], decisions=[Decision("o/r", 1, True, ("substantive",), "v1")]))
+    curator = subprocess.Popen(
+        [sys.executable, "-c", "import duckdb,sys; c=duckdb.connect(sys.argv[1], read_only=True); "
+         "print('reading', flush=True); sys.stdin.readline()", str(db)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert curator.stdout.readline().strip() == "reading"
+        with queue.holding():
+            known, cursor = crawl_state(queue, "o/r", "v1", "git")  # read-only, like the curator
+            assert known == {1} and cursor is None
+            res = queue.write(Batch(pull_requests=[pr(2)]))  # a write waits, then spools
+            assert res.spooled == 1
+    finally:
+        curator.stdin.close()
+        curator.wait(timeout=10)
+    assert queue.write(Batch()).ingested == 1  # the spooled batch, now the file is free
+    assert q(db, "SELECT count(*) FROM pull_requests") == [(2,)]
