@@ -197,12 +197,13 @@ def _with_author(c: PRCommit, authors: dict[str, str]) -> PRCommit:
     return PRCommit(c.sha, c.parents, c.number, c.title, c.body, name, c.merged_at, c.style)
 
 
-def _drained(stream, max_blocks: int = 4096) -> Iterator[bytes]:
+def _drained(stream, max_blocks: int = 256) -> Iterator[bytes]:
     """The blocks of a pipe, read as fast as the writer gives them by a thread of their own.
 
     Parsing and filtering a batch take long enough for git to fill a pipe's 64 KiB and
-    stop; a reader that never waits for the consumer lets git run at its own speed on
-    another core. At most ``max_blocks`` blocks (each at most a pipe's worth) wait in memory.
+    stop; a reader thread that keeps the pipe empty lets git run at its own speed on
+    another core. At most ``max_blocks`` blocks of at most 1 MiB each (a pipe's worth) wait
+    in memory: a few hundred milliseconds of git's output is all it takes to keep git busy.
     """
     import os
     import queue
