@@ -143,7 +143,11 @@ def test_sigterm_stops_cleanly_after_the_current_batch(history_100, tmp_path, ba
     db = tmp_path / "term.duckdb"
     proc = subprocess.Popen(synth_cmd("run", "--git", path, "--db", db), cwd=tmp_path,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(1.2)
+    lock = Path(f"{db}.run.lock")  # the run has started (signal handlers are in place)
+    deadline = time.time() + 30
+    while time.time() < deadline and not (lock.exists() and '"pid"' in lock.read_text()):
+        time.sleep(0.01)
+    time.sleep(0.05)  # into its first batches (a fast machine may finish: handled below)
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=60)
     if proc.returncode == 0:  # it had already finished
