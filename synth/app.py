@@ -43,6 +43,7 @@ class RunRequest:
     demo: bool = False
     git: list[str] = field(default_factory=list)
     repo_name: str | None = None
+    ref: str | None = None  # one ref of a clone; default: every local and remote branch
     limit: int | None = None
     rewrite: bool = True
     model: str | None = None
@@ -110,7 +111,7 @@ def _run_locked(settings, req, rules, queue, stop, progress) -> RunSummary:
             path = stack.enter_context(demo_repository())
             sources.append(GitRepoSource(path, label="demo"))
         for p in req.git or ([] if req.demo or req.github else settings.sources.git):
-            sources.append(GitRepoSource(p, req.repo_name))
+            sources.append(GitRepoSource(p, req.repo_name, ref=req.ref))
         github_api = None
         if req.github or (not req.demo and not req.git and (
                 settings.sources.repos or settings.sources.repos_file or settings.sources.discover)):

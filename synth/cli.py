@@ -128,7 +128,7 @@ class StopFlag:
 
 def cmd_run(args, settings) -> int:
     req = app.RunRequest(demo=args.demo, git=[args.git] if args.git else [],
-                         repo_name=args.repo, limit=args.limit, rewrite=not args.no_rewrite,
+                         repo_name=args.repo, ref=args.ref, limit=args.limit, rewrite=not args.no_rewrite,
                          model=args.model, rewriter=args.rewriter,
                          judge=True if args.judge else None, github=args.github,
                          repos=args.repos, repos_file=args.repos_file,
@@ -389,6 +389,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--max-requests", type=_nonneg_int, metavar="N",
                    help="stop cleanly after N GitHub requests (cursors saved; the next run resumes)")
     r.add_argument("--repo", metavar="OWNER/NAME", help="repository name, when the clone has no GitHub origin")
+    r.add_argument("--ref", metavar="REF",
+                   help="with --git: read only the history of REF (default: every local and "
+                   "remote branch)")
     r.add_argument("--limit", type=_nonneg_int, metavar="N", help="at most N newest PRs per repository")
     r.add_argument("--no-rewrite", action="store_true", help="filter only; write no tasks")
     r.add_argument("--model", metavar="NAME",

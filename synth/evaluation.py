@@ -14,6 +14,22 @@ from .errors import ConfigError
 from .models import Decision
 
 LABELS = ("trivial", "substantive")
+# The labelled set of real PRs (data/labels/real_prs.tsv; filters/RUBRIC.md says how)
+LABEL_COLUMNS = ("repo", "number", "commit", "label", "category", "split", "reason")
+
+
+def find_clone(clones: str | Path, repo: str) -> Path:
+    """A repository's clone under ``clones``: DIR/owner+name (with or without a /repo inside,
+    as the search tool's fetch lays it out), DIR/owner/name[.git] or DIR/name[.git]."""
+    owner, _, name = repo.partition("/")
+    base = Path(clones)
+    for cand in (base / f"{owner}+{name}" / "repo", base / f"{owner}+{name}",
+                 base / owner / f"{name}.git", base / owner / name, base / f"{name}.git",
+                 base / name):
+        if cand.exists():
+            return cand
+    raise ConfigError(f"no clone of {repo} under {base} (looked for {owner}+{name}, "
+                      f"{owner}/{name}[.git], {name}[.git])")
 
 
 @dataclass(frozen=True)

@@ -1,13 +1,20 @@
-"""Local git source: the merged PRs in a clone's default-branch history.
+"""Local git source: the merged PRs anywhere in a clone's history.
 
 A PR shows in history as either
 - a merge commit "Merge pull request #N from owner/branch" (its change is the diff against the
   first parent, its title the first line of the message body), or
 - a squash commit whose subject ends in "(#N)".
 
+Every commit reachable from any local or remote branch is looked at (``--ref`` narrows that to
+one ref), so a PR merged into a maintenance branch, on the second-parent side of a merge, or on
+a branch never merged into the default one is found too. A PR number seen on several commits
+(merged into a maintenance branch, then merged forward; a squash commit cherry-picked onto a
+release branch) is one PR, taken at its own merge: a "Merge pull request #N" commit before a
+"(#N)" subject, and the earliest such commit.
+
 History is read through two streaming git processes, whatever its length: one cheap pass
-lists the first-parent commits and picks out the PRs; a second streams the patches of only
-the PRs wanted (``git log --no-walk --stdin -p``), parsed as they arrive.
+lists the commits and picks out the PRs; a second streams the patches of only the PRs wanted
+(``git log --no-walk --stdin -p``), parsed as they arrive.
 """
 
 from __future__ import annotations
@@ -15,7 +22,7 @@ from __future__ import annotations
 import re
 import subprocess
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
@@ -24,7 +31,7 @@ import git  # GitPython
 from ..errors import EmptyHistory, NotAGitRepository, SourceError
 from ..models import Cursor, FileChange, PullRequest, Repo, SourceBatch
 
-MERGE_RE = re.compile(r"^Merge pull request #(\d+) from (\S+)")
+MERGE_RE = re.compile(r"^Merge pull request #(\d+)\b")
 SQUASH_RE = re.compile(r"\(#(\d+)\)\s*$")
 REMOTE_RE = re.compile(r"(?:github\.com|[\w.-]+)[:/]+([\w.-]+)/([\w.-]+?)(?:\.git)?/?$")
 
@@ -35,7 +42,7 @@ _COMMIT = b"\x00\x00synth-commit\x00"
 
 @dataclass(frozen=True, slots=True)
 class PRCommit:
-    """A commit on the default branch that carries a PR."""
+    """A commit that carries a PR."""
 
     sha: str
     parents: tuple[str, ...]
@@ -50,7 +57,7 @@ class PRCommit:
 class GitSource:
     """Reads PRs from a local clone (bare or not)."""
 
-    def __init__(self, path: str | Path, repo_name: str | None = None, ref: str = "HEAD"):
+    def __init__(self, path: str | Path, repo_name: str | None = None, ref: str | None = None):
         self.path = Path(path)
         if not self.path.exists():
             raise SourceError(f"no such path: {self.path}")
@@ -65,11 +72,22 @@ class GitSource:
             raise SourceError(
                 f"cannot tell the repository's name for {self.path}: it has no GitHub origin "
                 "remote; pass --repo owner/name")
-        proc = subprocess.run(["git", "--git-dir", str(self.git_dir), "rev-parse", "--verify",
-                               "--quiet", f"{ref}^{{commit}}"], capture_output=True, text=True)
-        if proc.returncode != 0:
-            raise EmptyHistory(f"{self.path} has no commits on {ref}")
-        self.head = proc.stdout.strip()
+        if ref is not None:
+            proc = subprocess.run(["git", "--git-dir", str(self.git_dir), "rev-parse", "--verify",
+                                   "--quiet", f"{ref}^{{commit}}"], capture_output=True, text=True)
+            if proc.returncode != 0:
+                raise EmptyHistory(f"{self.path} has no commits on {ref}")
+        else:
+            proc = subprocess.run(["git", "--git-dir", str(self.git_dir), "for-each-ref",
+                                   "--count=1", "--format=%(objectname)", "refs/heads",
+                                   "refs/remotes"], capture_output=True, text=True)
+            if proc.returncode != 0 or not proc.stdout.strip():
+                raise EmptyHistory(f"{self.path} has no commits on any branch")
+
+    @property
+    def revisions(self) -> list[str]:
+        """What the listing pass walks: one ref, or every local and remote branch."""
+        return [self.ref] if self.ref is not None else ["--branches", "--remotes", "--tags"]
 
     @property
     def repo(self) -> Repo:
@@ -91,18 +109,20 @@ class GitSource:
     # -- pass 1: which commits are PRs
 
     def list_pr_commits(self, fix_authors: bool = True) -> list[PRCommit]:
-        """Every PR on the first-parent history, newest first; one git process (two with
-        ``fix_authors``: see ``head_authors``)."""
-        fmt = _SEP + "%H%x00%P%x00%an%x00%cI%x00%s%x00%b"
-        out = self._git("log", "--first-parent", f"--format={fmt}", self.ref)
-        commits: list[PRCommit] = []
-        seen: set[int] = set()
+        """Every PR in the history, one commit per PR number (see the module docstring),
+        newest merge first; one git process (two with ``fix_authors``: see
+        ``head_authors``)."""
+        fmt = _SEP + "%H%x00%P%x00%an%x00%ct%x00%s%x00%b"
+        out = self._git("log", f"--format={fmt}", *self.revisions, "--")
+        best: dict[int, PRCommit] = {}
         for record in out.split(_SEP)[1:]:
             sha, parents, author, date, subject, body = record.split("\x00", 5)
             pr = _pr_commit(sha, parents.split(), author, date, subject, body.strip())
-            if pr and pr.number not in seen:  # a reverted-and-relanded PR: keep the newest
-                seen.add(pr.number)
-                commits.append(pr)
+            if pr is not None:
+                have = best.get(pr.number)
+                if have is None or _rank(pr) < _rank(have):
+                    best[pr.number] = pr
+        commits = sorted(best.values(), key=lambda c: (c.merged_at, c.number), reverse=True)
         if fix_authors:
             authors = self.head_authors(commits)
             commits = [_with_author(c, authors) for c in commits]
@@ -185,9 +205,17 @@ class GitSource:
         if proc.returncode != 0:
             err = proc.stderr.decode(errors="replace").strip()
             if "does not have any commits" in err or "unknown revision" in err:
-                raise EmptyHistory(f"{self.path} has no commits on {self.ref}")
+                raise EmptyHistory(f"{self.path} has no commits on "
+                                   f"{self.ref or 'any branch'}")
             raise SourceError(f"git {args[0]} failed in {self.path}: {err[:500]}")
         return proc.stdout.decode("utf-8", errors="replace")
+
+
+def _rank(c: PRCommit) -> tuple:
+    """Which commit of a PR number is the PR's own merge: a "Merge pull request" commit
+    before a squash subject (which may be a cherry-pick or a branch commit that names it),
+    then the earliest, then the lowest sha (a stable choice)."""
+    return (c.style != "merge", c.merged_at, c.sha)
 
 
 def _with_author(c: PRCommit, authors: dict[str, str]) -> PRCommit:
@@ -251,7 +279,8 @@ def _drained(stream, max_blocks: int = 256) -> Iterator[bytes]:
 
 def _pr_commit(sha: str, parents: list[str], author: str, date: str, subject: str,
                body: str) -> PRCommit | None:
-    merged_at = datetime.fromisoformat(date)
+    # seconds since the epoch: a commit's own time-zone text can be garbage ("+518:00")
+    merged_at = datetime.fromtimestamp(int(date or 0), timezone.utc)
     m = MERGE_RE.match(subject)
     if m and len(parents) > 1:
         title, _, rest = body.partition("\n")
@@ -444,8 +473,9 @@ class GitRepoSource:
 
     kind = "git"
 
-    def __init__(self, path, repo_name: str | None = None, label: str | None = None):
-        self.git = GitSource(path, repo_name)
+    def __init__(self, path, repo_name: str | None = None, label: str | None = None,
+                 ref: str | None = None):
+        self.git = GitSource(path, repo_name, ref)
         self.label = label or f"git:{path}"
         # listed while the queue opens; the PR authors of merge commits while patches stream
         self._listing = _Background(lambda: self.git.list_pr_commits(fix_authors=False))
