@@ -12,7 +12,9 @@
     │   └── SQLError            a curator's query failed
     ├── RunLocked               another run holds the queue's run lock    (exit 75)
     ├── RewriteError            the LLM could not produce a valid task
-    └── ReviewError             a review command named nothing or something invalid
+    ├── ReviewError             a review command named nothing or something invalid
+    ├── ExportError             an export could not be written
+    └── Stopped                 a wait ended because the run was asked to stop   (exit 130)
 
 ``Transient`` marks errors worth retrying later; everything else is terminal.
 """
@@ -97,3 +99,10 @@ class ReviewError(SynthError):
 
 class ExportError(SynthError):
     pass
+
+
+class Stopped(SynthError):
+    """A wait ended early because SIGINT/SIGTERM asked the run to stop (see clock.py).
+    Not a failure: the stage that waited unwinds and what is complete is kept."""
+
+    exit_code = EXIT_INTERRUPTED

@@ -84,14 +84,18 @@ class LLMRewriter:
 
     def rewrite_many(self, prs: list[PullRequest], licenses: dict[str, str | None]
                      ) -> list[Task | Failure]:
+        """Several PRs, ``concurrency`` at a time (for scripts; a run drives rewrite_one
+        from its own pool)."""
         if not prs:
             return []
         with ThreadPoolExecutor(max_workers=min(self.concurrency, len(prs))) as pool:
-            return list(pool.map(lambda pr: self._one(pr, licenses.get(pr.repo)), prs))
+            return list(pool.map(lambda pr: self.rewrite_one(pr, licenses.get(pr.repo)), prs))
 
     # -- one PR
 
-    def _one(self, pr: PullRequest, license: str | None) -> Task | Failure:
+    def rewrite_one(self, pr: PullRequest, license: str | None = None) -> Task | Failure:
+        """One PR: a schema-valid Task or a recorded Failure (never raises for the PR's
+        own sake; Stopped and configuration errors go up)."""
         acc = _Usage()
         try:
             spec = scrub_spec(self._generate(pr, acc))

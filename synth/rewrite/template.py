@@ -137,14 +137,16 @@ class TemplateRewriter:
         self.rules = rules
         self.prompt_version = PROMPT_VERSION
 
+    concurrency = 1  # pure and quick: no pool needed
+
+    def rewrite_one(self, pr: PullRequest, license: str | None = None) -> Task | Failure:
+        from pydantic import ValidationError
+        try:
+            return rewrite(pr, self.rules, license)
+        except ValidationError as exc:
+            return Failure("rewrite", "invalid_output", f"template task invalid: {exc}",
+                           repo=pr.repo, number=pr.number)
+
     def rewrite_many(self, prs: list[PullRequest], licenses: dict[str, str | None]
                      ) -> list[Task | Failure]:
-        from pydantic import ValidationError
-        out: list[Task | Failure] = []
-        for pr in prs:
-            try:
-                out.append(rewrite(pr, self.rules, licenses.get(pr.repo)))
-            except ValidationError as exc:
-                out.append(Failure("rewrite", "invalid_output", f"template task invalid: {exc}",
-                                   repo=pr.repo, number=pr.number))
-        return out
+        return [self.rewrite_one(pr, licenses.get(pr.repo)) for pr in prs]
