@@ -28,13 +28,22 @@ from synth.sources.git import GitSource
 MAX_DUMP = 60_000  # characters of patch per PR in a dump; the rest is summarised
 
 
-def sample(clones: Path, specs: list[str], seed: int, out: Path) -> int:
+def sample(clones: Path, specs: list[str], seed: int, out: Path, append: bool = False) -> int:
+    """Draw N PRs per repository; with ``append``, PRs already in ``out`` are left out of
+    the draw and the new rows are added after them (a second, larger draw)."""
+    taken: set[tuple[str, int]] = set()
+    old: list[dict] = []
+    if append and out.exists():
+        with open(out, encoding="utf-8") as fh:
+            old = list(csv.DictReader(fh, delimiter="\t"))
+        taken = {(r["repo"], int(r["number"])) for r in old}
     rows = []
     for spec in specs:
         repo, _, rest = spec.partition("=")
         n, _, split = rest.partition(":")
         src = GitSource(find_clone(clones, repo), repo)
-        commits = sorted(src.list_pr_commits(fix_authors=False), key=lambda c: c.number)
+        commits = sorted((c for c in src.list_pr_commits(fix_authors=False)
+                          if (repo, c.number) not in taken), key=lambda c: c.number)
         rng = random.Random(f"{seed}:{repo}")
         picked = sorted(rng.sample(commits, min(int(n), len(commits))), key=lambda c: c.number)
         for c in picked:
@@ -45,7 +54,7 @@ def sample(clones: Path, specs: list[str], seed: int, out: Path) -> int:
     with open(out, "w", newline="", encoding="utf-8") as fh:
         w = csv.DictWriter(fh, LABEL_COLUMNS, delimiter="\t", lineterminator="\n")
         w.writeheader()
-        w.writerows(rows)
+        w.writerows(old + rows)
     return len(rows)
 
 
@@ -76,6 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--clones", type=Path, required=True)
     s.add_argument("--out", type=Path, required=True)
     s.add_argument("--seed", type=int, default=11)
+    s.add_argument("--append", action="store_true",
+                   help="leave out PRs already in --out and add the new draw after them")
     s.add_argument("specs", nargs="+", metavar="OWNER/NAME=N:SPLIT")
     d = sub.add_parser("dump", help="write each sampled PR's message and diff to a file")
     d.add_argument("--clones", type=Path, required=True)
@@ -83,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     d.add_argument("--out", type=Path, required=True)
     args = p.parse_args(argv)
     if args.cmd == "sample":
-        print(f"{sample(args.clones, args.specs, args.seed, args.out)} PRs -> {args.out}")
+        print(f"{sample(args.clones, args.specs, args.seed, args.out, args.append)} PRs -> {args.out}")
     else:
         print(f"{dump(args.clones, args.labels, args.out)} PRs -> {args.out}")
     return 0
