@@ -95,7 +95,8 @@ def make_rewriter(settings: Settings, req: RunRequest, rules: Rules):
                        concurrency=rw.concurrency)
     return LLMRewriter(client, rules, prompt_version=rw.prompt_version,
                        max_patch_tokens=rw.max_patch_tokens, concurrency=rw.concurrency,
-                       judge=rw.judge if req.judge is None else req.judge, prices=rw.prices)
+                       judge=rw.judge if req.judge is None else req.judge, prices=rw.prices,
+                       prompts_dir=rw.prompts_dir)
 
 
 def _run_locked(settings, req, rules, queue, stop, progress) -> RunSummary:
@@ -278,22 +279,60 @@ def explain(settings: Settings, ref: str):
     return prs[0], metrics, verdicts, decide(prs[0], rules)
 
 
-def filters_eval(settings: Settings, labels_paths: list[str] | str):
+def filters_eval(settings: Settings, labels_paths: list[str] | str, clones: str | None = None,
+                 split: str | None = None):
+    """The rules against hand labels: [(title, EvalReport)], one per split of the labelled
+    set (tune, heldout) or one for plain label files. PRs come from the queue, or with
+    ``clones`` straight from the clones in that folder (no queue needed)."""
     from .errors import SourceError
     from .evaluation import evaluate, read_labels
     if isinstance(labels_paths, str):
         labels_paths = [labels_paths]
     labels = [lab for path in labels_paths for lab in read_labels(path)]
+    if split:
+        labels = [lab for lab in labels if lab.split == split]
+        if not labels:
+            raise ConfigError(f"no labelled PR has split {split!r}")
     rules = rules_for(settings)
-    queue = open_queue(settings)
-    keys = list(dict.fromkeys((lab.repo, lab.number) for lab in labels))
-    prs = {pr.key: pr for pr in q.load_pull_requests(queue, keys)}
-    missing = [k for k in keys if k not in prs]
+    if clones:
+        prs = _labelled_prs_from_clones(clones, labels)
+    else:
+        queue = open_queue(settings)
+        keys = list(dict.fromkeys((lab.repo, lab.number) for lab in labels))
+        prs = {pr.key: pr for pr in q.load_pull_requests(queue, keys)}
+    missing = [k for k in dict.fromkeys((lab.repo, lab.number) for lab in labels) if k not in prs]
     if missing:
         shown = ", ".join(f"{r}#{n}" for r, n in missing[:5])
-        raise SourceError(f"{len(missing)} labelled PR(s) are not in the queue ({shown}); "
-                          "run synth on their repositories first")
-    return evaluate(labels, {k: decide(pr, rules) for k, pr in prs.items()})
+        where = f"the clones under {clones}" if clones else "the queue"
+        raise SourceError(f"{len(missing)} labelled PR(s) are not in {where} ({shown}); "
+                          + ("is each clone complete?" if clones else
+                             "run synth on their repositories first"))
+    decisions = {k: decide(pr, rules) for k, pr in prs.items()}
+    splits = sorted({lab.split for lab in labels}, key=lambda s: (s != "heldout", s))
+    if splits == [""]:
+        return [("", evaluate(labels, decisions))]
+    return [(f"split: {s or '(none)'}" + ("  (never tuned on: the filter's quality)"
+                                           if s == "heldout" else ""),
+             evaluate([lab for lab in labels if lab.split == s], decisions)) for s in splits]
+
+
+def _labelled_prs_from_clones(clones: str, labels) -> dict:
+    """The labelled PRs mined from clones, each at the commit its label names."""
+    from .evaluation import find_clone
+    from .sources.git import GitSource
+    out = {}
+    by_repo: dict[str, list] = {}
+    for lab in labels:
+        by_repo.setdefault(lab.repo, []).append(lab)
+    for repo, labs in sorted(by_repo.items()):
+        src = GitSource(find_clone(clones, repo), repo)
+        listed = src.list_pr_commits()
+        by_sha = {c.sha: c for c in listed}
+        by_number = {c.number: c for c in listed}
+        commits = [by_sha.get(lab.commit) or by_number.get(lab.number) for lab in labs]
+        for pr in src.pull_requests([c for c in commits if c is not None]):
+            out[pr.key] = pr
+    return out
 
 
 # ---------------------------------------------------------------- runs and settings
@@ -306,13 +345,43 @@ def runs(settings: Settings, limit: int = 20) -> tuple[list[str], list[tuple]]:
         f"FROM runs ORDER BY started_at DESC LIMIT {int(limit)}")
 
 
-def init_config(path: str, force: bool = False) -> Path:
+def init_config(path: str, force: bool = False, copy_defaults: str | None = None) -> list[Path]:
+    """Write a commented synth.toml. With ``copy_defaults``, also copy synth's own filters/ and
+    prompts/ into that folder and point ``[filters] files`` and ``[rewrite] prompts_dir`` at
+    the copies (paths as given: relative ones are read from the folder synth runs in).
+    Returns the files written, synth.toml first."""
     from .config import SAMPLE
+    from .paths import filters_dir, prompts_dir
     target = Path(path)
-    if target.exists() and not force:
-        raise ConfigError(f"{target} exists; pass --force to overwrite it")
-    target.write_text(SAMPLE, encoding="utf-8")
-    return target
+    copies: list[tuple[Path, Path]] = []
+    text = SAMPLE
+    if copy_defaults:
+        dest = Path(copy_defaults)
+        for folder in (filters_dir(), prompts_dir()):
+            if not folder.is_dir():
+                raise ConfigError(f"synth's default {folder.name}/ not found at {folder}")
+            copies += [(f, dest / folder.name / f.name) for f in sorted(folder.iterdir())
+                       if f.is_file()]
+        text = _set_sample_key(text, "files", json.dumps([(dest / "filters" / "default.toml")
+                                                          .as_posix()]))
+        text = _set_sample_key(text, "prompts_dir", json.dumps((dest / "prompts").as_posix()))
+    existing = [p for p in [target, *(dst for _, dst in copies)] if p.exists()]
+    if existing and not force:
+        raise ConfigError(f"{existing[0]} exists; pass --force to overwrite it")
+    for src, dst in copies:
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src, dst)
+    target.write_text(text, encoding="utf-8")
+    return [target, *(dst for _, dst in copies)]
+
+
+def _set_sample_key(text: str, key: str, value: str) -> str:
+    """Uncomment ``# key = ...`` in the sample settings and give it ``value`` (a TOML value)."""
+    import re
+    new, n = re.subn(rf"^# {key} = [^#\n]*?(?:\s+(#.*))?$", lambda m: f"{key} = {value}"
+                     + (f"  {m.group(1)}" if m.group(1) else ""), text, count=1, flags=re.M)
+    assert n == 1, key
+    return new
 
 
 # ---------------------------------------------------------------- dedupe

@@ -18,7 +18,7 @@ import sys
 from datetime import date, datetime
 from pathlib import Path
 
-from . import app, config, export as export_mod, review as review_mod
+from . import __version__, app, config, export as export_mod, review as review_mod
 from .errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, SynthError
 from .exclusions import load_exclusions
 from .progress import Progress, setup_logging
@@ -166,7 +166,9 @@ def cmd_runs(args, settings) -> int:
 
 
 def cmd_init(args, settings) -> int:
-    path = app.init_config(args.path, force=args.force)
+    path, *copies = app.init_config(args.path, force=args.force, copy_defaults=args.copy_defaults)
+    for copy in copies:
+        print(f"copied {copy}")
     print(f"wrote {path}: edit it, then `synth run`")
     return EXIT_OK
 
@@ -354,7 +356,8 @@ def cmd_explain(args, settings) -> int:
 
 def cmd_filters_eval(args, settings) -> int:
     from .evaluation import format_report
-    print(format_report(app.filters_eval(settings, args.labels)))
+    reports = app.filters_eval(settings, args.labels, clones=args.clones, split=args.split)
+    print("\n\n".join(format_report(rep, title) for title, rep in reports))
     return EXIT_OK
 
 
@@ -372,6 +375,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="synth", description="Turn merged GitHub pull requests into long-horizon coding "
         "tasks, curated in a DuckDB review queue.", parents=[common])
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     r = sub.add_parser("run", parents=[common], help="crawl, filter and rewrite PRs into the queue",
@@ -426,9 +430,14 @@ def build_parser() -> argparse.ArgumentParser:
     rn.set_defaults(func=cmd_runs)
 
     it = sub.add_parser("init", parents=[common], help="write a commented synth.toml",
-                        description="Write a commented settings file to start from.")
+                        description="Write a commented settings file to start from; with "
+                        "--copy-defaults, also a copy of synth's own filter rules and prompts "
+                        "to edit.")
     it.add_argument("path", nargs="?", default="synth.toml")
-    it.add_argument("--force", action="store_true", help="overwrite an existing file")
+    it.add_argument("--copy-defaults", metavar="DIR",
+                    help="copy the default filters/ and prompts/ into DIR/filters and "
+                    "DIR/prompts, and point [filters] files and [rewrite] prompts_dir at them")
+    it.add_argument("--force", action="store_true", help="overwrite existing files")
     it.set_defaults(func=cmd_init)
 
     s = sub.add_parser("sql", parents=[common], help="run a read-only SQL query on the queue",
@@ -505,6 +514,11 @@ def build_parser() -> argparse.ArgumentParser:
                          "repo<TAB>pr_number<TAB>label[<TAB>note]; labels are trivial or "
                          "substantive. The PRs must be in the queue.")
     ev.add_argument("labels", metavar="LABELS.tsv", nargs="+")
+    ev.add_argument("--clones", metavar="DIR",
+                    help="mine the labelled PRs from the clones in DIR (DIR/owner+name, "
+                    "DIR/owner/name[.git] or DIR/name[.git]) instead of the queue")
+    ev.add_argument("--split", choices=["tune", "heldout"],
+                    help="only the labelled PRs of this split (a labelled set's split column)")
     ev.set_defaults(func=cmd_filters_eval)
 
     dd = sub.add_parser("dedupe", parents=[common], help="flag near-duplicate tasks",

@@ -155,54 +155,45 @@ class LineCounts:
         return self.code_added + self.code_removed
 
 
-_PY_ADDED_CODE = re.compile(r"\n\+(?!\+\+ )[^\S\n]*[^\s#]")
-_PY_REMOVED_CODE = re.compile(r"\n-(?!-- )[^\S\n]*[^\s#]")
-_ADDED = re.compile(r"\n\+(?!\+\+ )")
-_REMOVED = re.compile(r"\n-(?!-- )")
+_PY_KEYWORDS = ("and|as|assert|async|await|break|case|class|continue|def|del|elif|else|except|"
+                "exec|finally|for|from|global|if|import|in|is|lambda|match|nonlocal|not|or|pass|"
+                "print|raise|return|try|type|while|with|yield")
+# a Python line that cannot be code: two plain words in a row (no statement starts so but
+# with a keyword), a reStructuredText underline, field or directive, a doctest prompt
+_PY_PROSE = re.compile(rf"\s*(?:(?!(?:{_PY_KEYWORDS})\b)[A-Za-z][\w'’-]*\s+[A-Za-z][\w'’-]*"
+                       r"(?![\w'’-]*\s*[=(\[.:,])|[~=^*-]{3,}\s*$|:[a-z]+( [\w.]+)?:(\s|$)"
+                       r"|\.\. \w+::|>>> )")
 
 
 def count_code_lines(path: str, patch: str | None,
                      sides: tuple[list[str], list[str]] | None = None) -> LineCounts:
     """Code vs non-code lines among a file's added and removed lines (``sides``: the
     patch's ``changed_lines`` when the caller has them already)."""
-    lang = language_of(path)
     if not patch:
         return LineCounts()
-    if lang == "python" and '"""' not in patch and "'''" not in patch:
-        # no triple-quoted string: only blank and comment lines are not code, which
-        # tokenize would say too; count them with regular expressions, not line by line
-        text = "\n" + patch
-        na, nr = len(_ADDED.findall(text)), len(_REMOVED.findall(text))
-        ca, cr = len(_PY_ADDED_CODE.findall(text)), len(_PY_REMOVED_CODE.findall(text))
-        return LineCounts(ca, cr, na - ca, nr - cr)
     added, removed = sides if sides is not None else changed_lines(patch)
-    ca = _code_count(added, lang)
-    cr = _code_count(removed, lang)
+    ca = sum(code_flags(path, added))
+    cr = sum(code_flags(path, removed))
     return LineCounts(ca, cr, len(added) - ca, len(removed) - cr)
 
 
-_PY_CODE_LINE = re.compile(r"\n[^\S\n]*[^\s#]")
-
-
-def _code_count(lines: list[str], lang: str | None) -> int:
-    """How many of one side's lines are code (not blank, comment or docstring)."""
+def code_flags(path: str, lines: list[str]) -> list[bool]:
+    """Per line of one side of a file's patch: is it code (not blank, comment or
+    docstring)? Python lines that cannot be code (prose or reStructuredText, the inside of
+    a docstring whose quotes lie outside the hunk) are not code either."""
+    lang = language_of(path)
     if not lines:
-        return 0
+        return []
     if lang == "python":
-        text = "\n" + "\n".join(lines)
-        if '"""' not in text and "'''" not in text:
-            # no triple-quoted string: blank and comment lines are the only non-code (as
-            # tokenize would say too), counted over the joined side, not line by line
-            return len(_PY_CODE_LINE.findall(text))
-        flags = _python_scan(lines)
-        if flags is None:  # quoting the scanner does not follow: ask tokenize
-            flags = _python_code_flags(lines)
-        if flags is None:  # not even tokenize follows it: blank and comment lines only
-            return sum(1 for ln in lines if ln.strip() and not ln.strip().startswith("#"))
-        return sum(flags)
+        if not any('"""' in ln or "'''" in ln for ln in lines):
+            flags = [bool(s) and s[0] != "#" for s in map(str.strip, lines)]
+        else:
+            flags = _python_scan(lines) or _python_code_flags(lines) or [
+                bool(s) and not s.startswith("#") for s in map(str.strip, lines)]
+        return [f and not _PY_PROSE.match(ln) for f, ln in zip(flags, lines)]
     if lang in COMMENT_SYNTAX:
-        return sum(_table_code_flags(lines, *COMMENT_SYNTAX[lang]))
-    return sum(1 for ln in lines if ln.strip())
+        return _table_code_flags(lines, *COMMENT_SYNTAX[lang])
+    return [bool(ln.strip()) for ln in lines]
 
 
 def _python_scan(lines: list[str]) -> list[bool] | None:

@@ -38,10 +38,15 @@ class Label:
     number: int
     label: str
     note: str = ""
+    commit: str = ""  # the merge or squash commit the PR's change is taken from
+    category: str = ""
+    split: str = ""  # tune | heldout
 
 
 def read_labels(path: str | Path) -> list[Label]:
-    """Rows of repo, pr_number, label (and an optional note), tab-separated, with a header."""
+    """Tab-separated rows with a header: either repo, pr_number, label[, note], or the
+    labelled-set form of LABEL_COLUMNS (repo, number, commit, label, category, split,
+    reason)."""
     try:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
@@ -50,8 +55,11 @@ def read_labels(path: str | Path) -> list[Label]:
     if not rows:
         raise ConfigError(f"{path} is empty")
     header = [h.strip().lower() for h in rows[0]]
+    if tuple(header[:len(LABEL_COLUMNS)]) == LABEL_COLUMNS:
+        return _read_labelled_set(path, rows[1:])
     if header[:3] != ["repo", "pr_number", "label"]:
-        raise ConfigError(f"{path}: the first line must be the header repo<TAB>pr_number<TAB>label")
+        raise ConfigError(f"{path}: the first line must be the header repo<TAB>pr_number<TAB>label "
+                          f"or {'<TAB>'.join(LABEL_COLUMNS)}")
     out = []
     for i, row in enumerate(rows[1:], start=2):
         if not row or not "".join(row).strip() or row[0].startswith("#"):
@@ -69,6 +77,27 @@ def read_labels(path: str | Path) -> list[Label]:
     return out
 
 
+def _read_labelled_set(path, rows: list[list[str]]) -> list[Label]:
+    out = []
+    for i, row in enumerate(rows, start=2):
+        if not row or not "".join(row).strip() or row[0].startswith("#"):
+            continue
+        if len(row) < len(LABEL_COLUMNS) - 1:
+            raise ConfigError(f"{path}:{i}: expected {', '.join(LABEL_COLUMNS)}")
+        d = dict(zip(LABEL_COLUMNS, (c.strip() for c in row)))
+        if not d["label"]:
+            continue  # drawn, not labelled yet
+        if d["label"] not in LABELS:
+            raise ConfigError(f"{path}:{i}: label must be trivial or substantive, got {d['label']!r}")
+        try:
+            n = int(d["number"].lstrip("#"))
+        except ValueError:
+            raise ConfigError(f"{path}:{i}: number must be a number, got {d['number']!r}") from None
+        out.append(Label(d["repo"], n, d["label"], d.get("reason", ""), d["commit"],
+                         d["category"], d["split"]))
+    return out
+
+
 @dataclass
 class EvalReport:
     tp: int = 0
@@ -79,6 +108,7 @@ class EvalReport:
     dropped_by_code: dict[str, Counter] = field(default_factory=dict)
     false_positives: list[tuple[str, int, str]] = field(default_factory=list)
     false_negatives: list[tuple[str, int, str]] = field(default_factory=list)
+    by_repo: dict[str, "EvalReport"] = field(default_factory=dict)
 
     @property
     def precision(self) -> float:
@@ -102,25 +132,33 @@ def evaluate(labels: list[Label], decisions: dict[tuple[str, int], Decision]) ->
     rep = EvalReport()
     for lab in labels:
         d = decisions[(lab.repo, lab.number)]
-        truth = lab.label == "substantive"
-        if d.kept and truth:
-            rep.tp += 1
-        elif d.kept:
-            rep.fp += 1
-            rep.false_positives.append((lab.repo, lab.number, lab.note))
-        elif truth:
-            rep.fn += 1
-            rep.false_negatives.append((lab.repo, lab.number, ",".join(d.reasons)))
-        else:
-            rep.tn += 1
-        if not d.kept:
-            for code in d.reasons:
-                rep.dropped_by_code.setdefault(code, Counter())[lab.label] += 1
+        for r in (rep, rep.by_repo.setdefault(lab.repo, EvalReport())):
+            _score(r, lab, d)
     return rep
 
 
-def format_report(rep: EvalReport) -> str:
-    lines = [
+def _score(rep: EvalReport, lab: Label, d: Decision) -> None:
+    truth = lab.label == "substantive"
+    what = f"[{lab.category}] {lab.note}" if lab.category else lab.note
+    if d.kept and truth:
+        rep.tp += 1
+    elif d.kept:
+        rep.fp += 1
+        rep.false_positives.append((lab.repo, lab.number, what))
+    elif truth:
+        rep.fn += 1
+        rep.false_negatives.append((lab.repo, lab.number,
+                                    ",".join(d.reasons) + (f"; {what}" if what else "")))
+    else:
+        rep.tn += 1
+    if not d.kept:
+        for code in d.reasons:
+            rep.dropped_by_code.setdefault(code, Counter())[lab.label] += 1
+
+
+def format_report(rep: EvalReport, title: str = "") -> str:
+    lines = [title] if title else []
+    lines += [
         f"PRs evaluated: {rep.total}",
         f"precision: {rep.precision:.3f}   recall: {rep.recall:.3f}   F1: {rep.f1:.3f}",
         "",
@@ -128,6 +166,14 @@ def format_report(rep: EvalReport) -> str:
         f"kept             {rep.tp:>20}   {rep.fp:>16}",
         f"dropped          {rep.fn:>20}   {rep.tn:>16}",
         "",
+    ]
+    if len(rep.by_repo) > 1:
+        lines += ["per repository                 PRs  subst.  kept  precision  recall     F1"]
+        for name, r in sorted(rep.by_repo.items()):
+            lines.append(f"  {name:<26} {r.total:>5} {r.tp + r.fn:>7} {r.tp + r.fp:>5} "
+                         f"{r.precision:>10.3f} {r.recall:>7.3f} {r.f1:>6.3f}")
+        lines.append("")
+    lines += [
         "dropped, by reason code      trivial  substantive",
     ]
     for code, c in sorted(rep.dropped_by_code.items(), key=lambda kv: -sum(kv[1].values())):

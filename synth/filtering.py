@@ -14,17 +14,21 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .diffs import PathClassifier, change_kinds, changed_lines, count_code_lines
+from .diffs import PathClassifier, change_kinds, changed_lines, code_flags, count_code_lines
 from .errors import ConfigError
 from .models import Decision, PullRequest
+from .substance import analyse, file_lines
 
-FILTER_CODE_VERSION = "2"  # bump when decide() changes meaning, so decisions re-run
+FILTER_CODE_VERSION = "3"  # bump when decide() changes meaning, so decisions re-run
 
 # Codes that drop a PR. Everything else a decision carries is information.
 DROP_CODES = frozenset({
     "bot_author", "release", "version_bump", "revert", "typo", "chore", "too_large",
     "too_small", "no_code", "empty_change", "whitespace_only", "comment_only",
     "import_order_only", "version_string_only", "rename_only", "excluded",
+    # mechanical change that touches code (substance analysis, titles)
+    "removal", "move_only", "symbol_rename", "pass_through", "lint_only", "coverage_only",
+    "branch_merge",
     # a PR whose files all fall in one trivial class: <class>_only
     "docs_only", "tests_only", "ci_only", "lockfile_only", "generated_only", "vendored_only",
     "build_only", "assets_only",
@@ -34,10 +38,11 @@ INFO_CODES = frozenset({
     "patches_missing",
 })
 
-_SIZE_KEYS = {"min_code_lines": 20, "min_code_files": 2, "single_file_min_code_lines": 60,
-              "tested_min_code_lines": 5, "tested_min_test_lines": 10,
-              "max_files": 60, "max_changed_lines": 3000, "max_patch_bytes": 2_000_000}
-_SECTIONS = {"size", "classes", "trivial_alone", "titles", "labels", "bots", "change_kinds"}
+_SIZE_KEYS = {"max_files": 60, "max_changed_lines": 3000, "max_patch_bytes": 2_000_000}
+_SUBSTANCE_KEYS = {"min_logic_lines": 10, "removal_ratio": 3.0, "mechanical_share": 0.5,
+                   "max_mechanical_logic": 20}
+_SECTIONS = {"size", "substance", "classes", "trivial_alone", "titles", "labels", "bots",
+             "change_kinds"}
 _KINDS = ("whitespace_only", "comment_only", "import_order_only", "version_string_only",
           "rename_only")
 
@@ -47,6 +52,7 @@ class Rules:
     raw: dict
     version: str
     size: dict[str, int]
+    substance: dict[str, float]
     classify: PathClassifier
     trivial_alone: frozenset[str]
     titles: tuple[tuple[str, re.Pattern], ...]
@@ -93,6 +99,14 @@ def compile_rules(raw: dict, sources: tuple[str, ...] = ()) -> Rules:
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:
             raise ConfigError(f"filter rules: size.{key} must be a whole number >= 0")
         size[key] = value
+    substance = dict(_SUBSTANCE_KEYS)
+    for key, value in raw.get("substance", {}).items():
+        if key not in _SUBSTANCE_KEYS:
+            raise ConfigError(f"filter rules: unknown key substance.{key} "
+                              f"(known: {', '.join(_SUBSTANCE_KEYS)})")
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
+            raise ConfigError(f"filter rules: substance.{key} must be a number >= 0")
+        substance[key] = value
     classes = raw.get("classes", {})
     for name, pats in classes.items():
         if not isinstance(pats, list) or not all(isinstance(p, str) for p in pats):
@@ -109,7 +123,8 @@ def compile_rules(raw: dict, sources: tuple[str, ...] = ()) -> Rules:
     canonical = json.dumps(raw, sort_keys=True, default=str)
     version = hashlib.sha256((FILTER_CODE_VERSION + canonical).encode()).hexdigest()[:12]
     return Rules(
-        raw=raw, version=version, size=size, classify=PathClassifier(classes),
+        raw=raw, version=version, size=size, substance=substance,
+        classify=PathClassifier(classes),
         trivial_alone=frozenset(trivial),
         titles=_compile_codes(raw.get("titles", {}), "titles"),
         labels=_compile_codes(raw.get("labels", {}), "labels"),
@@ -158,6 +173,7 @@ def analyze(pr: PullRequest, rules: Rules) -> tuple[dict, list[Verdict]]:
     binary = undecodable = truncated = missing = 0
     file_classes: dict[str, str] = {}
     sides: list[tuple[list[str], list[str]] | None] = [None] * len(files)
+    code_parts = []  # code files' code lines, for the substance analysis
     for i, f in enumerate(files):
         cls = "assets" if f.binary and rules.classify(f.path) == "code" else rules.classify(f.path)
         file_classes[f.path] = cls
@@ -169,7 +185,12 @@ def analyze(pr: PullRequest, rules: Rules) -> tuple[dict, list[Verdict]]:
         counted = None
         if f.patch and cls != "docs":
             sides[i] = changed_lines(f.patch)  # split once: counted here, kinds below
-            counted = count_code_lines(f.path, f.patch, sides[i]).code
+            if cls == "code":
+                flags = (code_flags(f.path, sides[i][0]), code_flags(f.path, sides[i][1]))
+                counted = sum(flags[0]) + sum(flags[1])
+                code_parts.append(file_lines(f.path, f.patch, sides[i], flags))
+            else:
+                counted = count_code_lines(f.path, f.patch, sides[i]).code
             judged_code += counted
         if cls == "code":
             code_files += 1
@@ -179,6 +200,11 @@ def analyze(pr: PullRequest, rules: Rules) -> tuple[dict, list[Verdict]]:
                 code_lines += f.additions + f.deletions
         if f.patch is None and not f.binary and (f.additions or f.deletions):
             missing += 1
+    sub = analyse(code_parts)
+    if missing or truncated:  # code without patch text: its lines count as logic, unseen
+        unseen = sum(f.additions + f.deletions for f in files
+                     if file_classes[f.path] == "code" and (f.patch is None or f.patch_truncated))
+        sub.logic_lines += unseen
     patch_bytes = sum(f.patch_bytes for f in files)
     changed = pr.additions + pr.deletions
     metrics = {
@@ -187,7 +213,7 @@ def analyze(pr: PullRequest, rules: Rules) -> tuple[dict, list[Verdict]]:
         "code_lines": code_lines, "files_by_class": dict(sorted(classes.items())),
         "lines_by_class": dict(sorted(class_lines.items())), "binary_files": binary,
         "undecodable_files": undecodable, "truncated_files": truncated,
-        "patches_missing": missing, "file_classes": file_classes,
+        "patches_missing": missing, **sub.as_metrics(), "file_classes": file_classes,
     }
     v: list[Verdict] = []
     s = rules.size
@@ -216,22 +242,43 @@ def analyze(pr: PullRequest, rules: Rules) -> tuple[dict, list[Verdict]]:
     v.append(Verdict("trivial_alone", only is not None, only or "no_code",
                      f"file classes {sorted(present)}"))
     if code_files:
-        test_lines = class_lines.get("tests", 0)
-        tested = (test_lines >= s["tested_min_test_lines"]
-                  and code_lines >= s["tested_min_code_lines"])
-        small = not tested and (code_lines < s["min_code_lines"] or (
-            code_files < s["min_code_files"] and code_lines < s["single_file_min_code_lines"]))
-        v.append(Verdict("size.min", small, "too_small",
-                         f"{code_lines} code lines in {code_files} code files, {test_lines} test "
-                         f"lines (min {s['min_code_lines']}; one file needs "
-                         f"{s['single_file_min_code_lines']}; with {s['tested_min_test_lines']}+ "
-                         f"test lines, {s['tested_min_code_lines']} are enough)"))
+        v += _substance_verdicts(sub, rules.substance)
     judged = [i for i, f in enumerate(files) if file_classes[f.path] != "docs"]
     k = change_kinds([(files[i].path, files[i].status, files[i].patch, files[i].additions,
                        files[i].deletions) for i in judged], judged_code, [sides[i] for i in judged])
     for kind in sorted(rules.kinds):
         v.append(Verdict(f"change_kinds.{kind}", getattr(k, kind), kind, kind.replace("_", " ")))
     return metrics, v
+
+
+def _substance_verdicts(sub, cfg: dict) -> list[Verdict]:
+    """The rules on how much of a change's code is new logic (see substance.py)."""
+    changed = max(1, sub.code_added + sub.code_deleted)
+    low = sub.logic_lines < cfg["min_logic_lines"]
+    few = sub.logic_lines < cfg["max_mechanical_logic"]
+    share = cfg["mechanical_share"]
+    out = [Verdict("substance.min_logic_lines", low, "too_small",
+                   f"{sub.logic_lines} lines of new logic (min {cfg['min_logic_lines']:g}); "
+                   f"of {sub.code_added} code lines added and {sub.code_deleted} deleted, "
+                   f"{sub.moved_lines} moved, {sub.renamed_lines} renamed, "
+                   f"{sub.plumbing_lines} plumbing")]
+    removal = (sub.code_deleted >= cfg["removal_ratio"] * max(1, sub.code_added)
+               and sub.logic_added < cfg["min_logic_lines"])
+    out.append(Verdict("substance.removal", removal, "removal",
+                       f"{sub.code_deleted} code lines deleted, {sub.code_added} added "
+                       f"(removal: {cfg['removal_ratio']:g}x as many deleted, and fewer than "
+                       f"{cfg['min_logic_lines']:g} lines of new logic added)"))
+    for rule, code, n, what in (
+            ("substance.moved", "move_only", 2 * sub.moved_lines, "moved"),
+            ("substance.renamed", "symbol_rename", 2 * sub.renamed_lines,
+             "renamed (" + ", ".join(f"{a}->{b}" for a, b, _ in sub.renames[:3]) + ")"),
+            ("substance.plumbing", "pass_through", sub.plumbing_lines,
+             "declaring or forwarding names, imports, punctuation")):
+        out.append(Verdict(rule, n / changed >= share and few, code,
+                           f"{n} of {changed} changed code lines {what} (fires at "
+                           f"{share:.0%} with fewer than {cfg['max_mechanical_logic']:g} "
+                           "lines of logic)"))
+    return out
 
 
 def decide(pr: PullRequest, rules: Rules) -> Decision:

@@ -18,9 +18,19 @@ def test_python_comments_docstrings_and_blanks_are_not_code():
 
 
 def test_python_string_left_open_by_the_hunk_is_string_content():
-    p = patch(added=['    s = """unterminated', "    more text", "# not a comment: inside the string"])
+    p = patch(added=['    s = """unterminated', "    x = more(text)",
+                     "# not a comment: inside the string"])
     c = count_code_lines("a.py", p)
     assert c.code_added == 3 and c.other_added == 0
+
+
+def test_python_prose_is_not_code_even_when_its_quotes_are_outside_the_hunk():
+    # the inside of a module docstring whose opening and closing quotes are context lines
+    p = patch(added=["    click", "    ~~~~~", "    Click is a simple Python module inspired by",
+                     "    :copyright: (c) 2014 by the Pallets team.", "    >>> main()",
+                     "    return value and other", "    print value", "    data = load(path)"])
+    c = count_code_lines("a.py", p)
+    assert (c.code_added, c.other_added) == (4, 4)
 
 
 TQ = '"' * 3

@@ -1,0 +1,246 @@
+"""Pure substance analysis: how much of a change is new logic, and how much is mechanical.
+
+Real PRs that touch plenty of code lines can still be trivial: code moved between modules,
+a symbol renamed across files, deprecated code deleted, a parameter passed through, a
+linter's findings fixed. This module looks at the code lines of a change (blank lines,
+comments and docstrings already set aside by ``diffs``) and sorts them:
+
+    moved      an added line that is also a deleted line (anywhere in the change), or the
+               other way round: code that changed place, not meaning
+    renamed    a deleted line and the added line that replaces it differ only in
+               identifiers, by the same old -> new mapping as elsewhere in the change
+    plumbing   parameters declared and forwarded unchanged (``timeout=timeout,``,
+               ``self.timeout = timeout``, ``Timeout: timeout,``, ``timeout: float = 5,``),
+               imports, punctuation-only lines (``)``, ``},``)
+    logic      everything else
+
+Per file, the logic a change holds is max(logic lines added, logic lines deleted): a
+three-line fix that replaces three lines counts three, not six. Every figure goes into a
+decision's metrics, and each rule that uses them says which figure fired it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+
+_TOKEN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|\d+(?:\.\d+)?|\S")
+_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+_IMPORT = re.compile(r"(import\s|from\s+\S+\s+import\s|#include\s|use\s|require\(|"
+                     r"const\s+\w+\s*=\s*require\(|\"[\w./-]+\"$|[\w.]+\s+\"[\w./-]+\"$)")
+_PUNCT = re.compile(r"[\s()\[\]{}:;,.]*\Z")
+_KEYWORDS_ONLY = re.compile(r"(else|else:|pass|try:|finally:|return|break|continue|end|"
+                            r"\}\s*else\s*\{|default:|\*|\*,|/,|\*\*kwargs,?|\*args,?)\Z")
+# a name forwarded as itself: timeout=timeout, / self.timeout = timeout / Timeout: timeout,
+_FORWARD = re.compile(r"(?:(?:self|this|cls|[a-z]\w{0,2})\.)?(\w+)\s*(?::=|=|:)\s*"
+                      r"(?:(?:self|this|cls|opts?|options|kwargs|params|[a-z]\w{0,2})\.)?(\w+)\s*[,;)]?\Z")
+# a parameter or field declared: timeout: float = 5.0, / timeout=None, / Timeout time.Duration
+_STATEMENT = (r"(?!(?:return|raise|yield|del|assert|await|go|defer|throw|goto|case|not|print|exec|"
+              r"import|from|new|delete|typeof|break|continue|var|let|const|if|for|while)\b)")
+_DECLARE = re.compile(_STATEMENT + r"(?:\*{0,2}\w+\s*(?::\s*[\w\[\]., |\"'*]+?)?\s*(?:=\s*[^,()=]+?)?\s*,"
+                      r"|\w+\s+[\w.*\[\]]+\s*,?"
+                      r"|\w+\s+[\w.*\[\]]+\s+`[^`]*`)\Z")
+# a line of type expressions only (a signature's annotations wrapped onto their own line)
+_TYPE_ONLY = re.compile(r"[\w.]+\[[\w.\[\], |\"']*\][\],)]*,?\s*(?:->\s*[\w.\[\], |]+)?:?\Z")
+MIN_MOVED_CHARS = 12  # shorter lines ("return x", "}") match by chance, not by moving
+
+
+@dataclass(slots=True)
+class FileLines:
+    """One code file's code lines, in patch order, each side split into -/+ blocks."""
+
+    path: str
+    added: list[str]
+    deleted: list[str]
+    # (deleted lines, added lines) indexes of each run of '-' lines followed by '+' lines
+    blocks: list[tuple[list[int], list[int]]] = field(default_factory=list)
+    # the same runs, one-sided ones too: the places a change touches
+    sites: list[tuple[list[int], list[int]]] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class Substance:
+    code_added: int = 0
+    code_deleted: int = 0
+    moved_lines: int = 0  # added lines that were deleted elsewhere in the change
+    renamed_lines: int = 0  # added lines that differ from the line they replace by a rename
+    plumbing_lines: int = 0  # added and deleted lines that only declare or forward names
+    logic_lines: int = 0  # per file max(logic added, logic deleted), summed
+    logic_added: int = 0
+    logic_deleted: int = 0
+    logic_sites: int = 0  # runs of changed lines (per file, in patch order) holding logic
+    renames: list[tuple[str, str, int]] = field(default_factory=list)  # old, new, lines
+
+    def as_metrics(self) -> dict:
+        return {"code_added": self.code_added, "code_deleted": self.code_deleted,
+                "moved_lines": self.moved_lines, "renamed_lines": self.renamed_lines,
+                "plumbing_lines": self.plumbing_lines, "logic_lines": self.logic_lines,
+                "logic_added": self.logic_added, "logic_deleted": self.logic_deleted,
+                "logic_sites": self.logic_sites,
+                "renames": [f"{a}->{b}" for a, b, _ in self.renames[:5]]}
+
+
+def blocks_of(patch: str, keep: "set[int] | None" = None) -> list[tuple[list[int], list[int]]]:
+    """Indexes (into the added and deleted lines, in patch order) of each run of '-' lines
+    followed by a run of '+' lines: the lines a hunk replaces and what replaces them."""
+    out: list[tuple[list[int], list[int]]] = []
+    ai = di = 0
+    cur_d: list[int] = []
+    cur_a: list[int] = []
+    for line in patch.split("\n"):
+        if line.startswith("-") and not line.startswith("--- "):
+            if cur_a:  # a '-' after '+': a new block
+                out.append((cur_d, cur_a))
+                cur_d, cur_a = [], []
+            cur_d.append(di)
+            di += 1
+        elif line.startswith("+") and not line.startswith("+++ "):
+            cur_a.append(ai)
+            ai += 1
+        else:
+            if cur_d or cur_a:
+                out.append((cur_d, cur_a))
+                cur_d, cur_a = [], []
+    if cur_d or cur_a:
+        out.append((cur_d, cur_a))
+    return out
+
+
+def _norm(line: str) -> str:
+    return " ".join(line.split())
+
+
+def _mechanical(line: str) -> bool:
+    s = line.strip()
+    if not s or _PUNCT.match(s) or _KEYWORDS_ONLY.match(s) or _IMPORT.match(s) \
+            or _TYPE_ONLY.match(s):
+        return True
+    m = _FORWARD.match(s)
+    if m and m.group(1).lower().lstrip("_") == m.group(2).lower().lstrip("_"):
+        return True
+    return bool(_DECLARE.match(s))
+
+
+def _rename_pair(old: str, new: str) -> list[tuple[str, str]] | None:
+    """The identifier substitutions that turn ``old`` into ``new``, when the two lines
+    have the same shape and differ only in identifiers (None otherwise)."""
+    a, b = _TOKEN.findall(old), _TOKEN.findall(new)
+    if len(a) != len(b) or a == b:
+        return None
+    subs = []
+    for x, y in zip(a, b):
+        if x != y:
+            if not (_IDENT.match(x) and _IDENT.match(y)):
+                return None
+            subs.append((x, y))
+    return subs
+
+
+def file_lines(path: str, patch: str, sides: tuple[list[str], list[str]],
+               flags: tuple[list[bool], list[bool]]) -> FileLines:
+    """One file's code lines (``flags``: which added and deleted lines are code) with the
+    -/+ blocks of its patch mapped onto them."""
+    added, deleted = sides
+    fa, fd = flags
+    ia = {i: j for j, i in enumerate(i for i, x in enumerate(fa) if x)}
+    idx = {i: j for j, i in enumerate(i for i, x in enumerate(fd) if x)}
+    runs = [([idx[i] for i in ds if i in idx], [ia[i] for i in as_ if i in ia])
+            for ds, as_ in blocks_of(patch)]
+    runs = [r for r in runs if r[0] or r[1]]
+    return FileLines(path, [ln for ln, x in zip(added, fa) if x],
+                     [ln for ln, x in zip(deleted, fd) if x], [r for r in runs if r[0] and r[1]],
+                     runs)
+
+
+MIN_MOVED_RUN = 3  # lines in a row: one line on both sides is a coincidence (if err != nil {)
+
+
+def _moved_runs(files: list[FileLines], movable: Counter) -> set[tuple[int, int]]:
+    """Added lines that were moved: runs of MIN_MOVED_RUN or more consecutive added code
+    lines each of which was also deleted somewhere in the change (each deleted line moves
+    once)."""
+    left = Counter(movable)
+    out: set[tuple[int, int]] = set()
+    for fi, f in enumerate(files):
+        run: list[int] = []
+        for i in range(len(f.added) + 1):
+            n = _norm(f.added[i]) if i < len(f.added) else None
+            if n is not None and left.get(n, 0) > 0 and Counter(
+                    _norm(f.added[j]) for j in run + [i])[n] <= left[n]:
+                run.append(i)
+                continue
+            if len(run) >= MIN_MOVED_RUN:
+                for j in run:
+                    left[_norm(f.added[j])] -= 1
+                    out.add((fi, j))
+            run = [i] if n is not None and left.get(n, 0) > 0 else []
+    return out
+
+
+def analyse(files: list[FileLines]) -> Substance:
+    """The substance of a change from its code files' code lines."""
+    s = Substance()
+    added_all: Counter = Counter()
+    deleted_all: Counter = Counter()
+    for f in files:
+        s.code_added += len(f.added)
+        s.code_deleted += len(f.deleted)
+        added_all.update(n for n in map(_norm, f.added) if len(n) >= MIN_MOVED_CHARS)
+        deleted_all.update(n for n in map(_norm, f.deleted) if len(n) >= MIN_MOVED_CHARS)
+    movable = added_all & deleted_all  # lines on both sides: moved, not changed
+    # renames: identifier substitutions seen in replaced lines; a mapping seen on two or
+    # more lines (or the only one a change makes) is a rename
+    pairs: list[tuple[int, int, int, list[tuple[str, str]]]] = []
+    mapping: Counter = Counter()
+    for fi, f in enumerate(files):
+        for dels, adds in f.blocks:
+            for d, a in zip(dels, adds):
+                subs = _rename_pair(f.deleted[d], f.added[a])
+                if subs:
+                    pairs.append((fi, d, a, subs))
+                    mapping.update(set(subs))
+    renamed: set[tuple[int, str, int]] = set()
+    strong = {m for m, n in mapping.items() if n >= 2} or (set(mapping) if len(mapping) == 1 else set())
+    for fi, d, a, subs in pairs:
+        if all(x in strong for x in subs):
+            renamed.add((fi, "+", a))
+            renamed.add((fi, "-", d))
+    s.renames = sorted(((a, b, n) for (a, b), n in mapping.items() if (a, b) in strong),
+                       key=lambda t: -t[2])
+    moved_a = _moved_runs(files, movable)  # (file, index) of added lines that moved here
+    moved_left_d = Counter(_norm(files[fi].added[i]) for fi, i in moved_a)
+    for fi, f in enumerate(files):
+        la = ld = 0
+        logic_at: set[tuple[str, int]] = set()
+        for side, lines in (("+", f.added), ("-", f.deleted)):
+            logic = 0
+            for i, line in enumerate(lines):
+                if side == "+" and (fi, i) in moved_a:
+                    s.moved_lines += 1
+                    continue
+                if side == "-":
+                    n = _norm(line)
+                    if moved_left_d.get(n, 0) > 0:
+                        moved_left_d[n] -= 1
+                        continue
+                if (fi, side, i) in renamed:
+                    if side == "+":
+                        s.renamed_lines += 1
+                    continue
+                if _mechanical(line):
+                    s.plumbing_lines += 1
+                    continue
+                logic += 1
+                logic_at.add((side, i))
+            if side == "+":
+                la = logic
+            else:
+                ld = logic
+        s.logic_added += la
+        s.logic_deleted += ld
+        s.logic_lines += max(la, ld)
+        s.logic_sites += sum(1 for dels, adds in f.sites
+                             if any(("-", i) in logic_at for i in dels)
+                             or any(("+", i) in logic_at for i in adds))
+    return s
