@@ -39,7 +39,8 @@ INFO_CODES = frozenset({
 })
 
 _SIZE_KEYS = {"max_files": 60, "max_changed_lines": 3000, "max_patch_bytes": 2_000_000}
-_SUBSTANCE_KEYS = {"min_logic_lines": 10, "removal_ratio": 3.0, "mechanical_share": 0.5,
+_SUBSTANCE_KEYS = {"min_logic_lines": 10, "tested_min_logic_lines": 7,
+                   "tested_min_test_lines": 10, "removal_ratio": 3.0, "mechanical_share": 0.5,
                    "max_mechanical_logic": 20}
 _SECTIONS = {"size", "substance", "classes", "trivial_alone", "titles", "labels", "bots",
              "change_kinds"}
@@ -111,7 +112,7 @@ def compile_rules(raw: dict, sources: tuple[str, ...] = ()) -> Rules:
     for name, pats in classes.items():
         if not isinstance(pats, list) or not all(isinstance(p, str) for p in pats):
             raise ConfigError(f"filter rules: classes.{name} must be a list of glob strings")
-    trivial = raw.get("trivial_alone", {}).get("classes", list(classes))
+    trivial = raw.get("trivial_alone", {}).get("classes", [c for c in classes if c != "code"])
     unknown = set(trivial) - set(classes)
     if unknown:
         raise ConfigError(f"filter rules: trivial_alone names unknown classes {sorted(unknown)}")
@@ -242,7 +243,7 @@ def analyze(pr: PullRequest, rules: Rules) -> tuple[dict, list[Verdict]]:
     v.append(Verdict("trivial_alone", only is not None, only or "no_code",
                      f"file classes {sorted(present)}"))
     if code_files:
-        v += _substance_verdicts(sub, rules.substance)
+        v += _substance_verdicts(sub, rules.substance, class_lines.get("tests", 0))
     judged = [i for i, f in enumerate(files) if file_classes[f.path] != "docs"]
     k = change_kinds([(files[i].path, files[i].status, files[i].patch, files[i].additions,
                        files[i].deletions) for i in judged], judged_code, [sides[i] for i in judged])
@@ -251,17 +252,21 @@ def analyze(pr: PullRequest, rules: Rules) -> tuple[dict, list[Verdict]]:
     return metrics, v
 
 
-def _substance_verdicts(sub, cfg: dict) -> list[Verdict]:
+def _substance_verdicts(sub, cfg: dict, test_lines: int) -> list[Verdict]:
     """The rules on how much of a change's code is new logic (see substance.py)."""
-    changed = max(1, sub.code_added + sub.code_deleted)
-    low = sub.logic_lines < cfg["min_logic_lines"]
+    changed = max(1, sub.code_added + sub.code_deleted - sub.syntax_lines)
+    tested = test_lines >= cfg["tested_min_test_lines"]
+    need = cfg["tested_min_logic_lines"] if tested else cfg["min_logic_lines"]
+    low = sub.logic_lines < need
     few = sub.logic_lines < cfg["max_mechanical_logic"]
     share = cfg["mechanical_share"]
     out = [Verdict("substance.min_logic_lines", low, "too_small",
-                   f"{sub.logic_lines} lines of new logic (min {cfg['min_logic_lines']:g}); "
+                   f"{sub.logic_lines} lines of new logic (min {need:g}"
+                   + (f", as the change brings {test_lines} test lines" if tested else "")
+                   + f"); "
                    f"of {sub.code_added} code lines added and {sub.code_deleted} deleted, "
                    f"{sub.moved_lines} moved, {sub.renamed_lines} renamed, "
-                   f"{sub.plumbing_lines} plumbing")]
+                   f"{sub.plumbing_lines} plumbing, {sub.syntax_lines} punctuation")]
     removal = (sub.code_deleted >= cfg["removal_ratio"] * max(1, sub.code_added)
                and sub.logic_added < cfg["min_logic_lines"])
     out.append(Verdict("substance.removal", removal, "removal",
@@ -273,7 +278,7 @@ def _substance_verdicts(sub, cfg: dict) -> list[Verdict]:
             ("substance.renamed", "symbol_rename", 2 * sub.renamed_lines,
              "renamed (" + ", ".join(f"{a}->{b}" for a, b, _ in sub.renames[:3]) + ")"),
             ("substance.plumbing", "pass_through", sub.plumbing_lines,
-             "declaring or forwarding names, imports, punctuation")):
+             "declaring or forwarding names, imports, type expressions")):
         out.append(Verdict(rule, n / changed >= share and few, code,
                            f"{n} of {changed} changed code lines {what} (fires at "
                            f"{share:.0%} with fewer than {cfg['max_mechanical_logic']:g} "

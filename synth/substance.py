@@ -11,8 +11,10 @@ comments and docstrings already set aside by ``diffs``) and sorts them:
                identifiers, by the same old -> new mapping as elsewhere in the change
     plumbing   parameters declared and forwarded unchanged (``timeout=timeout,``,
                ``self.timeout = timeout``, ``Timeout: timeout,``, ``timeout: float = 5,``),
-               imports, punctuation-only lines (``)``, ``},``)
-    logic      everything else
+               imports, lines of type expressions
+    syntax     punctuation-only lines (``)``, ``},``) and lone keywords (``else:``)
+    logic      everything else; a logic line that repeats one already counted (the same
+               edit made at several sites) counts once
 
 Per file, the logic a change holds is max(logic lines added, logic lines deleted): a
 three-line fix that replaces three lines counts three, not six. Every figure goes into a
@@ -66,6 +68,8 @@ class Substance:
     moved_lines: int = 0  # added lines that were deleted elsewhere in the change
     renamed_lines: int = 0  # added lines that differ from the line they replace by a rename
     plumbing_lines: int = 0  # added and deleted lines that only declare or forward names
+    syntax_lines: int = 0  # added and deleted lines of punctuation or a lone keyword
+    repeated_lines: int = 0  # logic lines that repeat one seen before in the change
     logic_lines: int = 0  # per file max(logic added, logic deleted), summed
     logic_added: int = 0
     logic_deleted: int = 0
@@ -75,7 +79,9 @@ class Substance:
     def as_metrics(self) -> dict:
         return {"code_added": self.code_added, "code_deleted": self.code_deleted,
                 "moved_lines": self.moved_lines, "renamed_lines": self.renamed_lines,
-                "plumbing_lines": self.plumbing_lines, "logic_lines": self.logic_lines,
+                "plumbing_lines": self.plumbing_lines, "syntax_lines": self.syntax_lines,
+                "repeated_lines": self.repeated_lines,
+                "logic_lines": self.logic_lines,
                 "logic_added": self.logic_added, "logic_deleted": self.logic_deleted,
                 "logic_sites": self.logic_sites,
                 "renames": [f"{a}->{b}" for a, b, _ in self.renames[:5]]}
@@ -111,15 +117,25 @@ def _norm(line: str) -> str:
     return " ".join(line.split())
 
 
-def _mechanical(line: str) -> bool:
+def _syntax(line: str) -> bool:
+    """Punctuation or a lone keyword: a line that holds no logic of its own."""
     s = line.strip()
-    if not s or _PUNCT.match(s) or _KEYWORDS_ONLY.match(s) or _IMPORT.match(s) \
-            or _TYPE_ONLY.match(s):
+    return not s or bool(_PUNCT.match(s) or _KEYWORDS_ONLY.match(s))
+
+
+def _plumbing(line: str) -> bool:
+    """An import, a type expression, or a name declared or forwarded unchanged."""
+    s = line.strip()
+    if _IMPORT.match(s) or _TYPE_ONLY.match(s):
         return True
     m = _FORWARD.match(s)
     if m and m.group(1).lower().lstrip("_") == m.group(2).lower().lstrip("_"):
         return True
     return bool(_DECLARE.match(s))
+
+
+def _mechanical(line: str) -> bool:
+    return _syntax(line) or _plumbing(line)
 
 
 def _rename_pair(old: str, new: str) -> list[tuple[str, str]] | None:
@@ -210,6 +226,7 @@ def analyse(files: list[FileLines]) -> Substance:
                        key=lambda t: -t[2])
     moved_a = _moved_runs(files, movable)  # (file, index) of added lines that moved here
     moved_left_d = Counter(_norm(files[fi].added[i]) for fi, i in moved_a)
+    seen: dict[str, set[str]] = {"+": set(), "-": set()}
     for fi, f in enumerate(files):
         la = ld = 0
         logic_at: set[tuple[str, int]] = set()
@@ -228,9 +245,17 @@ def analyse(files: list[FileLines]) -> Substance:
                     if side == "+":
                         s.renamed_lines += 1
                     continue
-                if _mechanical(line):
+                if _syntax(line):
+                    s.syntax_lines += 1
+                    continue
+                if _plumbing(line):
                     s.plumbing_lines += 1
                     continue
+                n = _norm(line)
+                if n in seen[side]:  # the same edit again, at another site: counted once
+                    s.repeated_lines += 1
+                    continue
+                seen[side].add(n)
                 logic += 1
                 logic_at.add((side, i))
             if side == "+":
