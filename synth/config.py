@@ -63,7 +63,8 @@ class GitHubSettings(_Section):
 
 
 class FilterSettings(_Section):
-    files: list[str] = Field(default_factory=list, description="rule files; default filters/default.toml")
+    files: list[str] = Field(default_factory=list,
+                             description="rule files; default: the rules shipped with synth")
     exclude_file: str | None = None
 
 
@@ -77,6 +78,8 @@ class RewriteSettings(_Section):
     model: str | None = None
     base_url: str | None = None
     prompt_version: str = "task_v1"
+    prompts_dir: str | None = Field(default=None,
+                                    description="prompt templates; default: those shipped with synth")
     concurrency: int = Field(default=8, ge=1, le=256)
     timeout: float = Field(default=120.0, gt=0)
     max_patch_tokens: int = Field(default=6000, ge=200)
@@ -213,7 +216,7 @@ SAMPLE = '''\
 # backoff = 1.0                      # first wait after a 502/503/504, doubling per retry
 
 [filters]
-# files = ["filters/default.toml"]   # later files override earlier keys
+# files = []                         # rule files, later override earlier; default: synth's own
 # exclude_file = ""                  # lines of owner/name#N kept out of rewriting and export
 
 [rewrite]
@@ -221,6 +224,7 @@ SAMPLE = '''\
 # model = "gpt-4o-mini"
 # base_url = ""                      # OPENAI_BASE_URL overrides; e.g. http://127.0.0.1:8000/v1
 # prompt_version = "task_v1"
+# prompts_dir = ""                   # prompt templates folder; default: synth's own prompts/
 # concurrency = 8
 # timeout = 120
 # max_patch_tokens = 6000

@@ -111,8 +111,10 @@ def _schema_text(schema: dict) -> str:
 
 
 def task_messages(pr: PullRequest, rules: Rules, *, version: str, schema: dict,
-                  budget_tokens: int, language: str | None = None) -> tuple[list[dict], PatchCut]:
-    """System and user messages for one PR; all PR material scrubbed and fenced."""
+                  budget_tokens: int, language: str | None = None,
+                  prompts_dir: str | None = None) -> tuple[list[dict], PatchCut]:
+    """System and user messages for one PR; all PR material scrubbed and fenced. Templates come
+    from ``prompts_dir`` when given, else from the prompts shipped with synth."""
     patch = cut_patch(pr, rules, budget_tokens)
     issues = "\n\n".join(f"#{i.number} {scrub(i.title)}\n{scrub(i.body)}" for i in pr.linked_issues)
     file_list = "\n".join(
@@ -131,6 +133,6 @@ def task_messages(pr: PullRequest, rules: Rules, *, version: str, schema: dict,
         "patch": fence("patch", patch.text or "(no patch text available)"),
         "schema": _schema_text(schema),
     }
-    system = load_template(version, "system")
-    user = render(load_template(version, "user"), values)
+    system = load_template(version, "system", prompts_dir)
+    user = render(load_template(version, "user", prompts_dir), values)
     return [{"role": "system", "content": system}, {"role": "user", "content": user}], patch

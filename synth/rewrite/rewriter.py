@@ -69,7 +69,8 @@ class LLMRewriter:
 
     def __init__(self, client: LLMClient, rules: Rules, *, prompt_version: str = "task_v1",
                  max_patch_tokens: int = 6000, concurrency: int = 8, judge: bool = False,
-                 prices: dict | None = None, languages: dict[str, str | None] | None = None):
+                 prices: dict | None = None, languages: dict[str, str | None] | None = None,
+                 prompts_dir: str | None = None):
         self.client = client
         self.model = client.model
         self.rules = rules
@@ -79,8 +80,9 @@ class LLMRewriter:
         self.judge = judge
         self.prices = prices or {}
         self.languages = languages or {}
-        load_template(prompt_version, "system")  # a missing template fails before any call
-        load_template(prompt_version, "user")
+        self.prompts_dir = prompts_dir or None  # None: the prompts shipped with synth
+        load_template(prompt_version, "system", self.prompts_dir)  # missing: fail before any call
+        load_template(prompt_version, "user", self.prompts_dir)
 
     def rewrite_many(self, prs: list[PullRequest], licenses: dict[str, str | None]
                      ) -> list[Task | Failure]:
@@ -116,7 +118,8 @@ class LLMRewriter:
     def _generate(self, pr: PullRequest, acc: "_Usage") -> TaskSpec:
         messages, _ = task_messages(pr, self.rules, version=self.prompt_version,
                                     schema=TASK_SCHEMA, budget_tokens=self.budget,
-                                    language=self.languages.get(pr.repo))
+                                    language=self.languages.get(pr.repo),
+                                    prompts_dir=self.prompts_dir)
         spec, raw = self._ask_valid(messages, TaskSpec, TASK_SCHEMA, "coding_task", acc)
         added = _added_code_lines(pr, self.rules)
         leaks = leaked_lines(_task_text(spec), added)
@@ -162,11 +165,12 @@ class LLMRewriter:
 
     def _judge(self, spec: TaskSpec, pr: PullRequest, acc: "_Usage") -> JudgeScores | None:
         added = "\n".join(_added_code_lines(pr, self.rules)[:300])
-        user = render(load_template("judge_v1", "user"), {
+        user = render(load_template("judge_v1", "user", self.prompts_dir), {
             "task": fence("task", spec.model_dump_json(indent=1)),
             "patch": fence("patch", added or "(none)"),
             "schema": json.dumps(JUDGE_SCHEMA, indent=1)})
-        messages = [{"role": "system", "content": load_template("judge_v1", "system")},
+        messages = [{"role": "system",
+                     "content": load_template("judge_v1", "system", self.prompts_dir)},
                     {"role": "user", "content": user}]
         try:
             scores, _ = self._ask_valid(messages, JudgeScores, JUDGE_SCHEMA, "task_judgement", acc)
