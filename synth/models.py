@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -154,19 +154,29 @@ class Decision:
     metrics: dict = field(default_factory=dict, hash=False, compare=False)
 
 
+def _text(n: int):
+    return Annotated[str, Field(min_length=1, max_length=n)]
+
+
 class Subtask(BaseModel):
+    """One step of a task. Every list and string is bounded (see the README, "Rewriting with
+    an LLM"): a good task never reaches a bound, and a grammar-constrained server stops there."""
+
     model_config = ConfigDict(extra="forbid")
 
-    title: str = Field(min_length=1)
-    goal: str = Field(min_length=1)
-    constraints: list[str] = Field(min_length=1)
-    deliverables: list[str] = Field(min_length=1)
-    acceptance_criteria: list[str] = Field(min_length=1)
+    title: str = Field(min_length=1, max_length=120)
+    goal: str = Field(min_length=1, max_length=600)
+    constraints: list[_text(200)] = Field(min_length=1, max_length=8)
+    deliverables: list[_text(200)] = Field(min_length=1, max_length=8)
+    acceptance_criteria: list[_text(200)] = Field(min_length=1, max_length=8)
 
-    @field_validator("constraints", "deliverables", "acceptance_criteria")
+    @field_validator("constraints", "deliverables", "acceptance_criteria", mode="before")
     @classmethod
-    def _no_blank_items(cls, items: list[str]) -> list[str]:
-        cleaned = [s.strip() for s in items if s and s.strip()]
+    def _no_blank_items(cls, items):
+        if not isinstance(items, list):
+            return items
+        cleaned = [s.strip() if isinstance(s, str) else s for s in items
+                   if not isinstance(s, str) or s.strip()]
         if not cleaned:
             raise ValueError("needs at least one non-empty item")
         return cleaned
@@ -179,13 +189,13 @@ class TaskSpec(BaseModel):
 
     title: str = Field(min_length=1, max_length=200)
     category: Category
-    background: str = Field(min_length=1)
-    query: str = Field(min_length=1)
+    background: str = Field(min_length=1, max_length=1000)
+    query: str = Field(min_length=1, max_length=1000)
     subtasks: list[Subtask] = Field(min_length=2, max_length=6)
-    modified_files: list[str] = Field(default_factory=list)
-    related_files: list[str] = Field(default_factory=list)
+    modified_files: list[_text(200)] = Field(default_factory=list, max_length=60)
+    related_files: list[_text(200)] = Field(default_factory=list, max_length=20)
     difficulty: Difficulty
-    flags: list[str] = Field(default_factory=list)
+    flags: list[_text(40)] = Field(default_factory=list, max_length=8)
     confidence: float = Field(default=0.5, ge=0.0, le=1.0)
 
 

@@ -3,6 +3,22 @@
 Nothing here does I/O. ``scrub`` runs on every text that leaves the machine (prompts, exports);
 ``fence`` wraps untrusted PR text so the model reads it as data; ``leaked_lines`` finds
 verbatim patch code in a task.
+
+Secrets are found three ways, and each finding is replaced by ``[REDACTED:<kind>]``:
+
+1. synth's own patterns for token formats (GitHub, OpenAI, Anthropic, AWS, Slack, Google,
+   Stripe, JWT, npm, Hugging Face, GitLab, SendGrid, PyPI, private-key blocks, passwords in
+   URLs, bearer and basic-auth headers, ...);
+2. detect-secrets' plugins (its keyword, high-entropy base64/hex, AWS, GitHub, GitLab, Slack,
+   Stripe, Twilio, SendGrid, Mailchimp, Azure, IBM, Discord, Telegram, npm, PyPI, JWT,
+   private-key, basic-auth, Artifactory, Cloudant, Softlayer and Square detectors), line by
+   line, with its own false-positive heuristics for the entropy and keyword findings;
+3. keyword pairs: a key word (password, passwd, passphrase, pwd, secret, token, api key,
+   access key, private key, client secret, credentials, ...) followed by ``:`` or ``=`` (or by
+   up to four words and then ``:``/``=``, as in ``password for staging: hunter2``) and a
+   value, whatever the value's entropy; or followed by a few words and a value that looks
+   like a credential (letters and digits). Values that are code, not data (``self.token``,
+   ``os.environ[...]``, ``str``, ``None``, ``${VAR}``, ``<your key>``) are left alone.
 """
 
 from __future__ import annotations
@@ -10,29 +26,33 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
+from functools import lru_cache
 
 # (kind, pattern); the whole match (or group "secret" when present) is replaced.
 _SECRET_PATTERNS: list[tuple[str, re.Pattern]] = [
     ("private_key", re.compile(
         r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----[\s\S]*?(?:-----END (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----|\Z)")),
     ("github_token", re.compile(r"\b(?:gh[pousr]_[A-Za-z0-9]{30,255}|github_pat_[A-Za-z0-9_]{40,255})\b")),
-    ("openai_key", re.compile(r"\bsk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_\-]{20,}\b")),
-    ("anthropic_key", re.compile(r"\bsk-ant-[A-Za-z0-9_\-]{20,}\b")),
+    ("anthropic_key", re.compile(r"\bsk-ant-[A-Za-z0-9_\-]{20,}")),
+    ("openai_key", re.compile(r"\bsk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_\-]{20,}")),
     ("aws_access_key", re.compile(r"\b(?:AKIA|ASIA|AGPA|AIDA|AROA|ANPA|ANVA)[A-Z0-9]{16}\b")),
-    ("slack_token", re.compile(r"\bxox[abposr]-[A-Za-z0-9-]{10,}\b")),
-    ("slack_webhook", re.compile(r"https://hooks\.slack\.com/services/[A-Za-z0-9/]+")),
-    ("google_api_key", re.compile(r"\bAIza[0-9A-Za-z_\-]{35}\b")),
+    ("slack_token", re.compile(r"\bxox[abposre]-[A-Za-z0-9-]{10,}")),
+    ("slack_webhook", re.compile(r"https://hooks\.slack\.com/services/[A-Za-z0-9/_-]+")),
+    ("google_api_key", re.compile(r"\bAIza[0-9A-Za-z_\-]{35}")),
     ("stripe_key", re.compile(r"\b[rsp]k_(?:live|test)_[0-9A-Za-z]{16,}\b")),
-    ("jwt", re.compile(r"\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\b")),
+    ("jwt", re.compile(r"\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}")),
     ("npm_token", re.compile(r"\bnpm_[A-Za-z0-9]{36}\b")),
     ("hf_token", re.compile(r"\bhf_[A-Za-z0-9]{30,}\b")),
-    ("gitlab_token", re.compile(r"\bglpat-[A-Za-z0-9_\-]{20,}\b")),
+    ("gitlab_token", re.compile(r"\bgl(?:pat|dt|rt|ptt|ft|cbt|imt|agent|oas)-[A-Za-z0-9_\-]{20,}")),
+    ("sendgrid_key", re.compile(r"\bSG\.[A-Za-z0-9_\-]{16,32}\.[A-Za-z0-9_\-]{16,64}")),
+    ("pypi_token", re.compile(r"\bpypi-AgE[A-Za-z0-9_\-]{50,}")),
+    ("digitalocean_token", re.compile(r"\bdo[por]_v1_[a-f0-9]{64}\b")),
+    ("shopify_token", re.compile(r"\bshp(?:at|ca|pa|ss)_[a-fA-F0-9]{32}\b")),
+    ("azure_storage_key", re.compile(r"(?P<pre>AccountKey=)(?P<secret>[A-Za-z0-9+/=]{40,})")),
     ("url_password", re.compile(r"(?P<pre>\b[a-z][a-z0-9+.\-]*://[^/\s:@]+:)(?P<secret>[^@\s/]{3,})(?=@)", re.I)),
-    ("bearer", re.compile(r"(?P<pre>\b(?:Bearer|token)\s+)(?P<secret>[A-Za-z0-9_\-\.=]{20,})", re.I)),
+    ("bearer", re.compile(r"(?P<pre>\b(?:Bearer|token)\s+)(?P<secret>[A-Za-z0-9_\-\.=:+/]{20,})", re.I)),
+    ("basic_auth", re.compile(r"(?P<pre>\bBasic\s+)(?P<secret>[A-Za-z0-9+/]{12,}={0,2})(?![A-Za-z0-9+/=])")),
 ]
-_ASSIGN = re.compile(
-    r"""(?P<pre>(?:api[_-]?key|apikey|secret|token|passwd|password|pwd|auth|access[_-]?key|private[_-]?key|client[_-]?secret|credentials?)\w*["']?\s*[:=]\s*["']?)(?P<secret>[^\s"',;]{8,})""",
-    re.I)
 
 
 def entropy(s: str) -> float:
@@ -43,49 +63,22 @@ def entropy(s: str) -> float:
     return -sum(c / n * math.log2(c / n) for c in Counter(s).values())
 
 
-def _looks_secret(value: str) -> bool:
-    if value.lower() in {"none", "null", "true", "false", "changeme", "xxxxxxxx", "password"}:
-        return False
-    if re.fullmatch(r"[a-z_]+(\.[a-z_]+)*(\(\))?", value, re.I):  # an identifier, not a value
-        return False
-    if value.startswith(("${", "$(", "{{", "os.environ", "process.env", "<", "[REDACTED")):
-        return False
-    classes = sum(bool(re.search(p, value)) for p in (r"[a-z]", r"[A-Z]", r"\d", r"[^A-Za-z0-9]"))
-    return entropy(value) >= 3.0 and classes >= 2
-
-
 def _anonymous(rx: re.Pattern) -> str:
     pattern = re.sub(r"\(\?P<\w+>", "(?:", rx.pattern)
     return f"(?i:{pattern})" if rx.flags & re.IGNORECASE else f"(?:{pattern})"
 
 
-# one pass that tells whether any pattern can match, so clean text costs one scan, not fifteen
+# one pass that tells whether any pattern can match, so clean text costs one scan, not twenty
 _ANY_SECRET = re.compile("|".join(_anonymous(rx) for _, rx in _SECRET_PATTERNS))
-
-
-# literal fragments at least one of which every secret pattern needs (checked lower-cased):
-# clean text is ruled out by a few substring searches instead of regular expressions
-_HINTS = ("ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_", "sk-", "sk_", "pk_", "rk_", "akia", "asia", "agpa", "aida", "aroa",
-          "anpa", "anva", "xox", "hooks.slack", "aiza", "eyj", "npm_", "hf_", "glpat-",
-          "private key", "://", "bearer", "token")
-_ASSIGN_HINTS = ("key", "secret", "token", "passw", "pwd", "auth", "credential")
 
 
 def scrub(text: str | None) -> str:
     """Replace secrets in ``text`` with ``[REDACTED:<kind>]``."""
     if not text:
         return text or ""
-    low = text.lower()
-    if any(h in low for h in _HINTS) and _ANY_SECRET.search(text):
+    if _ANY_SECRET.search(text):
         text = _scrub_patterns(text)
-    if any(h in low for h in _ASSIGN_HINTS):
-        text = _ASSIGN.sub(
-            lambda m: m.group("pre") + "[REDACTED:assignment]" if _looks_secret(m.group("secret"))
-            else m.group(0), text)
-    if any(len(word) >= 30 for word in text.split()):
-        text = _LONG_TOKEN.sub(lambda m: "[REDACTED:high_entropy]" if _random_looking(m.group(0))
-                               else m.group(0), text)
-    return text
+    return "\n".join(_scrub_line(line) if len(line) >= 6 else line for line in text.split("\n"))
 
 
 def _scrub_patterns(text: str) -> str:
@@ -95,6 +88,43 @@ def _scrub_patterns(text: str) -> str:
         else:
             text = rx.sub(f"[REDACTED:{kind}]", text)
     return text
+
+
+# ---------------------------------------------------------------- per line
+
+_MARK = "[REDACTED:"
+
+
+def _scrub_line(line: str) -> str:
+    spans: list[tuple[int, int, str]] = []
+    for start, end in _keyword_pairs(line):
+        spans.append((start, end, "keyword"))
+    for kind, value in _detect_secrets(line):
+        at = line.find(value)
+        while at != -1:
+            spans.append((at, at + len(value), kind))
+            at = line.find(value, at + len(value))
+    if len(line) >= 30:
+        for m in _LONG_TOKEN.finditer(line):
+            if _random_looking(m.group(0)):
+                spans.append((m.start(), m.end(), "high_entropy"))
+    if not spans:
+        return line
+    spans.sort()
+    out: list[str] = []
+    pos = 0
+    for start, end, kind in spans:
+        if start < pos:  # overlaps a span already replaced
+            if end > pos:
+                pos = end
+            continue
+        if _MARK in line[max(0, start - 20):end]:
+            continue
+        out.append(line[pos:start])
+        out.append(f"[REDACTED:{kind}]")
+        pos = end
+    out.append(line[pos:])
+    return "".join(out)
 
 
 _LONG_TOKEN = re.compile(r"(?<![\w/+=-])[A-Za-z0-9+/=_\-]{30,}(?![\w/+=-])")
@@ -107,6 +137,181 @@ def _random_looking(token: str) -> bool:
         return False
     return (bool(re.search(r"\d", token)) and bool(re.search(r"[a-z]", token))
             and bool(re.search(r"[A-Z]", token)) and entropy(token) >= 4.0)
+
+
+# ---------------------------------------------------------------- detect-secrets
+
+@lru_cache(maxsize=1)
+def _plugins() -> tuple:
+    """detect-secrets' detectors, built once. Only ``analyze_string`` is called (it reads no
+    global settings), so they are safe to share between threads."""
+    from detect_secrets.plugins import (artifactory, aws, azure_storage_key, basic_auth,
+                                        cloudant, discord, github_token, gitlab_token,
+                                        high_entropy_strings, ibm_cloud_iam, ibm_cos_hmac,
+                                        jwt, keyword, mailchimp, npm, openai, private_key,
+                                        pypi_token, sendgrid, slack, softlayer, square_oauth,
+                                        stripe, telegram_token, twilio)
+    regex = [
+        ("artifactory_token", artifactory.ArtifactoryDetector()),
+        ("aws_key", aws.AWSKeyDetector()),
+        ("azure_storage_key", azure_storage_key.AzureStorageKeyDetector()),
+        ("basic_auth", basic_auth.BasicAuthDetector()),
+        ("cloudant_key", cloudant.CloudantDetector()),
+        ("discord_token", discord.DiscordBotTokenDetector()),
+        ("github_token", github_token.GitHubTokenDetector()),
+        ("gitlab_token", gitlab_token.GitLabTokenDetector()),
+        ("ibm_cloud_key", ibm_cloud_iam.IbmCloudIamDetector()),
+        ("ibm_cos_key", ibm_cos_hmac.IbmCosHmacDetector()),
+        ("jwt", jwt.JwtTokenDetector()),
+        ("mailchimp_key", mailchimp.MailchimpDetector()),
+        ("npm_token", npm.NpmDetector()),
+        ("openai_key", openai.OpenAIDetector()),
+        ("private_key", private_key.PrivateKeyDetector()),
+        ("pypi_token", pypi_token.PypiTokenDetector()),
+        ("sendgrid_key", sendgrid.SendGridDetector()),
+        ("slack_token", slack.SlackDetector()),
+        ("softlayer_key", softlayer.SoftlayerDetector()),
+        ("square_token", square_oauth.SquareOAuthDetector()),
+        ("stripe_key", stripe.StripeDetector()),
+        ("telegram_token", telegram_token.TelegramBotTokenDetector()),
+        ("twilio_key", twilio.TwilioKeyDetector()),
+    ]
+    entropy_plugins = (high_entropy_strings.Base64HighEntropyString(),
+                       high_entropy_strings.HexHighEntropyString())
+    return regex, entropy_plugins, keyword.KeywordDetector()
+
+
+def _detect_secrets(line: str):
+    """(kind, value) for what detect-secrets finds in one line."""
+    from detect_secrets.filters import heuristic
+    regex, entropy_plugins, keyword_plugin = _plugins()
+    for kind, plugin in regex:
+        for value in plugin.analyze_string(line):
+            if isinstance(value, str) and len(value) >= 8 and _MARK not in value:
+                yield kind, value
+    for plugin in entropy_plugins:
+        for value in plugin.analyze_string(line):
+            if (len(value) >= 16 and plugin.calculate_shannon_entropy(value) > plugin.entropy_limit
+                    and not heuristic.is_sequential_string(value)
+                    and not heuristic.is_potential_uuid(value)
+                    and not heuristic.is_likely_id_string(value, line, plugin)
+                    and not heuristic.is_templated_secret(value)
+                    and not _hex_digest(value)):
+                yield "high_entropy", value
+    if any(w in line.lower() for w in _KEYWORD_HINTS):
+        for value in keyword_plugin.analyze_string(line):
+            if (isinstance(value, str) and len(value) >= 3 and _MARK not in value
+                    and not heuristic.is_templated_secret(value)
+                    and not heuristic.is_prefixed_with_dollar_sign(value)
+                    and not heuristic.is_indirect_reference(line)
+                    and not _placeholder(value)):
+                yield "keyword", value
+
+
+def _hex_digest(value: str) -> bool:
+    """A bare hex string of a digest's length (a commit id, a checksum): not a secret."""
+    return len(value) in (32, 40, 56, 64, 96, 128) and re.fullmatch(r"[0-9a-f]+", value) is not None
+
+
+# ---------------------------------------------------------------- keyword pairs
+
+_KEYWORD_HINTS = ("pass", "pwd", "secret", "token", "key", "credential", "auth")
+_KEYWORDS = (r"pass(?:word|wd|phrase)s?|pwd|secret|token|api[ _.-]?key|apikey|access[ _.-]?key|"
+             r"auth[ _.-]?key|secret[ _.-]?key|private[ _.-]?key|signing[ _.-]?key|"
+             r"client[ _.-]?secret|credentials?")
+_KEY = (r"(?<![A-Za-z0-9])(?P<key>(?:[A-Za-z0-9]+[_.-]|[a-z0-9]+(?=[A-Z]))*(?i:" + _KEYWORDS
+        + r")(?:[_.-][A-Za-z0-9]+|[A-Z][a-z0-9]+)*)(?![A-Za-z0-9])")
+_CLOSE = r"[\"'`\]\)*_]*"
+_VALUE = (r"(?:(?P<q>[\"'`])(?P<qvalue>[^\"'`\n]{3,200})(?P=q)"
+          r"|(?P<value>[^\s\"'`,;]{3,200}))")
+# key [up to 4 words] : value   /   key = value
+_PAIR = re.compile(_KEY + r"(?P<words>(?:[ \t]+[A-Za-z][\w'-]{0,24}){0,4}?)" + _CLOSE
+                   + r"[ \t]*(?P<sep>:=|=>|==?|:)[ \t]*" + _VALUE)
+# key [up to 3 words] value, where the value must look like a credential
+_LOOSE = re.compile(_KEY + _CLOSE + r"(?:[ \t]+[A-Za-z][\w'-]{0,24}){0,3}?[ \t]+(?:is[ \t]+|was[ \t]+)?"
+                    r"(?P<value>(?=[^\s]*[A-Za-z])(?=[^\s]*\d)[A-Za-z0-9!@#$%^&*+=_~?.-]{6,64})"
+                    r"(?![^\s.,;:)])")
+
+# key parts that make it a name for something else (token_type = "bearer", max_tokens = 5)
+_META = frozenset("""type types name names url uri urls endpoint endpoints file files path paths
+dir len length size count limit limits field fields header headers prefix suffix format env var
+vars id ids ttl timeout expiry expires expiration expire lifetime regex pattern kind style class
+label help placeholder hint min max policy validator validation required enabled disabled reset
+changed version mode scope scopes audience issuer algorithm alg method provider source store
+manager cache generator location ref refs label index idx num n is has use show hide enable
+require no total input output hash hashed salt rounds strength confirm confirmation request
+response error errors message messages template widget form schema column key_name bytes
+counts usage budget estimate estimator encoder decoder parser lexer stream streams""".split())
+_PLACEHOLDERS = frozenset("""none null nil true false undefined empty required optional string str
+int bytes bool boolean number integer float dict list object any text secret secrets password
+passwords token tokens changeme redacted hidden masked example sample dummy placeholder value
+xxx xxxx xxxxx xxxxxx xxxxxxxx yes no on off env default unknown missing""".split())
+_CODE_WORDS = frozenset("""self this cls os sys env process config settings options opts args
+kwargs request req params data ctx context values environ getenv""".split())
+
+
+def _keyword_pairs(line: str):
+    """Spans of the values of keyword pairs in one line."""
+    low = line.lower()
+    if not any(w in low for w in _KEYWORD_HINTS):
+        return
+    for m in _PAIR.finditer(line):
+        if _meta_key(m.group("key")):
+            continue
+        quoted = m.group("qvalue") is not None
+        value = m.group("qvalue") if quoted else m.group("value").rstrip(".):]}>")
+        if _real_value(value, m.group("key"), m.group("sep"), quoted):
+            start = m.start("qvalue") if quoted else m.start("value")
+            yield start, start + len(value)
+    for m in _LOOSE.finditer(line):
+        if _meta_key(m.group("key")):
+            continue
+        value = m.group("value").rstrip(".")
+        if not _placeholder(value) and not re.fullmatch(r"v?\d+(?:\.\d+)+\w*", value) \
+                and not re.fullmatch(r"[0-9a-f]{6,64}", value) and not value.startswith("-"):
+            yield m.start("value"), m.start("value") + len(value)
+
+
+def _meta_key(key: str) -> bool:
+    parts = [p.lower() for p in re.split(r"[_.\-\s]+|(?<=[a-z0-9])(?=[A-Z])", key) if p]
+    return any(p in _META for p in parts)
+
+
+def _placeholder(value: str) -> bool:
+    v = value.strip()
+    low = v.lower()
+    if low in _PLACEHOLDERS or low.strip("*x.-_ ") == "":
+        return True
+    if v[:1] in "$%{<@*" or v[:2] in ("{{", "#{", "${", "%(") or "..." in v or "…" in v:
+        return True
+    return bool(re.search(r"your[_ -]|<[^>]*>|_here\b|example|placeholder|redacted", low))
+
+
+def _real_value(value: str, key: str, sep: str, quoted: bool) -> bool:
+    """Whether the value of ``key <sep> value`` is data (a secret) rather than code or a
+    placeholder."""
+    if len(value) < 3 or _MARK in value or _placeholder(value):
+        return False
+    if not re.search(r"[A-Za-z]", value) and len(value) < 6:
+        return False  # "token: 12"
+    if quoted:
+        return True
+    if re.search(r"[(\[{]", value):  # a call, an index, a literal: code
+        return False
+    if re.fullmatch(r"[A-Za-z_][\w]*(?:\.[A-Za-z_]\w*)+", value):  # an attribute chain
+        return False
+    if re.fullmatch(r"[A-Za-z_]+", value):  # a bare identifier or a word
+        low = value.lower()
+        if low in _CODE_WORDS or any(w in low for w in ("pass", "pwd", "secret", "token", "key",
+                                                        "cred", "auth")):
+            return False
+        if sep == "==":
+            return False
+        if sep != "=" and sum(c.isupper() for c in value) >= 2:  # a type name (SecretStr)
+            return False
+        if sep == "=" and "_" in value:  # snake_case: a variable
+            return False
+    return True
 
 
 # ---------------------------------------------------------------- fencing

@@ -1,8 +1,12 @@
 """The LLM rewriter: kept PR -> schema-valid Task, or a recorded Failure. Never an invalid row.
 
 Per PR: render the prompt (scrubbed, fenced, patch cut to budget) -> structured completion ->
-validate (one repair turn quoting the validation error) -> leakage check (one regeneration,
-then a ``leakage`` flag) -> optional judge pass. PRs run concurrently, bounded.
+validate (one repair turn quoting the validation error; none for an answer cut off at
+``max_tokens``, which a repair would only repeat) -> leakage check (one regeneration, then a
+``leakage`` flag) -> optional judge pass. PRs run concurrently, bounded.
+
+A failure's ``message`` is one line (what went wrong and the first line of what the server
+said); its ``detail`` holds the server's full text.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from ..errors import RewriteError
 from ..filtering import Rules
 from ..models import Failure, Provenance, PullRequest, Task, TaskSpec, Usage
 from .guards import fence, leaked_lines, scrub_spec
-from .llm import Completion, LLMClient, extract_json
+from .llm import Completion, LLMClient, extract_json, first_line, max_tokens_for
 from .prompts import load_template, render, task_messages
 
 log = logging.getLogger("synth.rewrite")
@@ -32,7 +36,7 @@ class JudgeScores(BaseModel):
     testability: int = Field(ge=1, le=5)
     leakage: int = Field(ge=1, le=5)
     difficulty_fit: int = Field(ge=1, le=5)
-    comment: str
+    comment: str = Field(max_length=600)
 
     @property
     def score(self) -> float:
@@ -62,6 +66,13 @@ def strict_schema(model: type[BaseModel]) -> dict:
 
 TASK_SCHEMA = strict_schema(TaskSpec)
 JUDGE_SCHEMA = strict_schema(JudgeScores)
+MAX_TOKENS_CAP = 4096  # the default never asks for more than this in one answer
+
+
+def default_max_tokens(schema: dict) -> int:
+    """``max_tokens`` for a schema: what its longest valid answer takes, at most
+    MAX_TOKENS_CAP."""
+    return min(max_tokens_for(schema), MAX_TOKENS_CAP)
 
 
 class LLMRewriter:
@@ -70,7 +81,7 @@ class LLMRewriter:
     def __init__(self, client: LLMClient, rules: Rules, *, prompt_version: str = "task_v1",
                  max_patch_tokens: int = 6000, concurrency: int = 8, judge: bool = False,
                  prices: dict | None = None, languages: dict[str, str | None] | None = None,
-                 prompts_dir: str | None = None):
+                 prompts_dir: str | None = None, max_tokens: int | None = None):
         self.client = client
         self.model = client.model
         self.rules = rules
@@ -80,6 +91,8 @@ class LLMRewriter:
         self.judge = judge
         self.prices = prices or {}
         self.languages = languages or {}
+        self.max_tokens = max_tokens or default_max_tokens(TASK_SCHEMA)
+        self.judge_max_tokens = min(default_max_tokens(JUDGE_SCHEMA), self.max_tokens)
         self.prompts_dir = prompts_dir or None  # None: the prompts shipped with synth
         load_template(prompt_version, "system", self.prompts_dir)  # missing: fail before any call
         load_template(prompt_version, "user", self.prompts_dir)
@@ -103,9 +116,9 @@ class LLMRewriter:
             spec = scrub_spec(self._generate(pr, acc))
             judge = self._judge(spec, pr, acc) if self.judge else None
         except RewriteError as exc:
-            return Failure("rewrite", exc.reason, str(exc), repo=pr.repo, number=pr.number,
-                           detail=exc.raw[:2000], transient=exc.reason in ("unavailable",
-                                                                            "bad_response"))
+            return Failure("rewrite", exc.reason, first_line(str(exc), 300), repo=pr.repo,
+                           number=pr.number, detail=(exc.raw or str(exc))[:20000],
+                           transient=exc.reason in ("unavailable", "bad_response"))
         prov = Provenance(repo=pr.repo, pr_number=pr.number, pr_url=pr.url,
                           base_sha=pr.base_sha, merge_sha=pr.merge_sha, merged_at=pr.merged_at,
                           license=license)
@@ -120,7 +133,8 @@ class LLMRewriter:
                                     schema=TASK_SCHEMA, budget_tokens=self.budget,
                                     language=self.languages.get(pr.repo),
                                     prompts_dir=self.prompts_dir)
-        spec, raw = self._ask_valid(messages, TaskSpec, TASK_SCHEMA, "coding_task", acc)
+        spec, raw = self._ask_valid(messages, TaskSpec, TASK_SCHEMA, "coding_task", acc,
+                                    self.max_tokens)
         added = _added_code_lines(pr, self.rules)
         leaks = leaked_lines(_task_text(spec), added)
         if leaks:
@@ -131,7 +145,8 @@ class LLMRewriter:
                  + fence("copied", leaks[0][:500]) + "\nWrite the task again without quoting "
                  "any code from the patch; describe behaviour instead. Answer with the JSON "
                  "object only."}]
-            spec2, _ = self._ask_valid(retry, TaskSpec, TASK_SCHEMA, "coding_task", acc)
+            spec2, _ = self._ask_valid(retry, TaskSpec, TASK_SCHEMA, "coding_task", acc,
+                                       self.max_tokens)
             if leaked_lines(_task_text(spec2), added):
                 spec2 = spec2.model_copy(update={
                     "flags": sorted(set(spec2.flags) | {"leakage"}),
@@ -140,26 +155,30 @@ class LLMRewriter:
         return spec
 
     def _ask_valid(self, messages: list[dict], model: type[BaseModel], schema: dict,
-                   name: str, acc: "_Usage"):
-        """A validated answer, with one repair turn quoting the validation error."""
-        comp = self._complete(messages, schema, name, acc)
+                   name: str, acc: "_Usage", max_tokens: int):
+        """A validated answer, with one repair turn quoting the validation error (none for an
+        answer cut off at max_tokens: asking again would only repeat it)."""
+        comp = self._complete(messages, schema, name, acc, max_tokens)
         try:
             return _validate(comp, model), comp.text
         except _Invalid as first:
+            if first.reason == "truncated":
+                raise RewriteError(f"no valid {name}: {first.message[:300]}",
+                                   reason=first.reason, raw=comp.text) from None
             repair = messages + [
                 {"role": "assistant", "content": comp.text[:20000] or "(empty answer)"},
                 {"role": "user", "content": "Your answer was not valid: " + first.message[:1500]
                  + "\nAnswer again with the complete, corrected JSON object only, matching "
                  "the schema."}]
-            comp2 = self._complete(repair, schema, name, acc)
+            comp2 = self._complete(repair, schema, name, acc, max_tokens)
             try:
                 return _validate(comp2, model), comp2.text
             except _Invalid as second:
                 raise RewriteError(f"no valid {name} after a repair turn: {second.message[:300]}",
                                    reason=second.reason, raw=comp2.text) from None
 
-    def _complete(self, messages, schema, name, acc) -> Completion:
-        comp = self.client.chat_json(messages, schema, name)
+    def _complete(self, messages, schema, name, acc, max_tokens) -> Completion:
+        comp = self.client.chat_json(messages, schema, name, max_tokens=max_tokens)
         acc.add(comp)
         return comp
 
@@ -173,7 +192,8 @@ class LLMRewriter:
                      "content": load_template("judge_v1", "system", self.prompts_dir)},
                     {"role": "user", "content": user}]
         try:
-            scores, _ = self._ask_valid(messages, JudgeScores, JUDGE_SCHEMA, "task_judgement", acc)
+            scores, _ = self._ask_valid(messages, JudgeScores, JUDGE_SCHEMA, "task_judgement", acc,
+                                        self.judge_max_tokens)
             return scores
         except RewriteError as exc:  # a task without a score is still a task
             log.warning("%s#%s: judge failed: %s", pr.repo, pr.number, exc)
@@ -197,8 +217,8 @@ def _validate(comp: Completion, model: type[BaseModel]):
     if comp.refusal:
         raise _Invalid(f"the model refused: {comp.refusal}", "refusal")
     if comp.finish_reason == "length":
-        raise _Invalid("the answer was cut off (finish_reason=length); be more concise",
-                       "truncated")
+        raise _Invalid(f"the answer was cut off at max_tokens (finish_reason=length, "
+                       f"{comp.completion_tokens} tokens)", "truncated")
     try:
         data = extract_json(comp.text)
     except ValueError as exc:

@@ -32,21 +32,23 @@ def rewrite(pr: PullRequest, rules: Rules, license: str | None = None) -> Task:
     if len(subtasks) < 2:
         subtasks.append(Subtask(
             title="Cover the change with tests",
-            goal=f"Show that the change works: {title}.",
+            goal=_cut(f"Show that the change works: {title}.", 600),
             constraints=["Tests run with the project's existing test runner",
                          "Existing tests keep passing"],
-            deliverables=tests or ["New or updated tests next to the existing ones"],
-            acceptance_criteria=[f"`{t}` passes" for t in tests]
+            deliverables=[_cut(t, 200) for t in tests[:8]]
+            or ["New or updated tests next to the existing ones"],
+            acceptance_criteria=[_cut(f"`{t}` passes", 200) for t in tests[:8]]
             or ["A test fails before the change and passes after it"]))
     changed = sum(f.additions + f.deletions for f in code) or pr.additions + pr.deletions
     spec = TaskSpec(
-        title=title[:200],
+        title=_cut(title, 200),
         category=_category(pr, classes),
-        background=background,
-        query=_query(pr, title, background),
+        background=_cut(background, 1000),
+        query=_cut(_query(pr, title, background), 1000),
         subtasks=subtasks[:6],
-        modified_files=[f.path for f in pr.files if f.status != "deleted"][:50],
-        related_files=sorted({str(PurePosixPath(f.path).parent) for f in pr.files} - {"."})[:20],
+        modified_files=[_cut(f.path, 200) for f in pr.files if f.status != "deleted"][:50],
+        related_files=[_cut(p, 200) for p in sorted(
+            {str(PurePosixPath(f.path).parent) for f in pr.files} - {"."})][:20],
         difficulty="easy" if changed < 80 else "medium" if changed < 300 else "hard",
         flags=["template"],
         confidence=0.3,
@@ -78,13 +80,18 @@ def _group(files) -> list[tuple[str, list[str]]]:
 def _subtask(name: str, paths: list[str], title: str, tests: list[str]) -> Subtask:
     where = name if name != "." else "the project root"
     return Subtask(
-        title=f"Change {where}",
-        goal=f"Make the part of '{title}' that lives in {where}.",
+        title=_cut(f"Change {where}", 120),
+        goal=_cut(f"Make the part of '{title}' that lives in {where}.", 600),
         constraints=["Keep the existing public behaviour unless the request changes it",
                      "Follow the code style of the surrounding files"],
-        deliverables=paths[:10],
-        acceptance_criteria=[f"`{t}` passes" for t in tests[:5]]
+        deliverables=[_cut(p, 200) for p in paths[:8]],
+        acceptance_criteria=[_cut(f"`{t}` passes", 200) for t in tests[:5]]
         or ["The project's existing test suite passes"])
+
+
+def _cut(text: str, limit: int) -> str:
+    """``text`` within the task schema's bound for its field (models.TaskSpec)."""
+    return text if len(text) <= limit else text[:limit - 1].rstrip() + "…"
 
 
 def _clean_title(title: str) -> str:

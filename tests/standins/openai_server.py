@@ -31,16 +31,31 @@ Dialects decide what ``response_format`` is accepted and what errors look like:
     Any ``response_format`` other than ``text`` gets a 400: the client must put
     the schema in the prompt (between ``<schema>`` and ``</schema>``) and dig
     the JSON out of a prose answer.
+``"llama-cpp-python"``
+    Like llama-cpp-python's ``python -m llama_cpp.server`` (0.3.x), as measured
+    against the real server: a ``response_format`` type other than ``text`` or
+    ``json_object`` fails its request validation, which that server wraps as an
+    HTTP **500** whose message is the multi-line validation error and a
+    traceback line (:data:`LLAMA_CPP_PYTHON_VALIDATION_ERROR`);
+    ``{"type": "json_object", "schema": {...}}`` is accepted; a wrong key is a
+    401 ``{"detail": "Invalid API key"}``; any model name is served; a body that
+    is not JSON is a plain-text 500; answers carry no rate-limit headers and no
+    ``refusal``.
 
 Answers come from a *responder* ``(request_body) -> str | dict | None``; the
 default :func:`task_responder` returns an example instance of the requested
-schema. Faults are scripted FIFO with :meth:`OpenAIStandIn.script` or drawn at
-a seeded rate (``fault_rate``, ``seed``, ``kinds``); see :data:`FAULT_KINDS`.
+schema. Faults are scripted with :meth:`OpenAIStandIn.script` (FIFO, or only
+for requests whose text holds ``match``) or drawn at a seeded rate
+(``fault_rate``, ``seed``, ``kinds``); see :data:`FAULT_KINDS`. A drawn fault
+depends only on the seed, the request's key (its ``Title:`` line, system prompt
+and number of messages) and how many requests with that key came before, never
+on the order in which concurrent requests arrive.
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import math
 import random
@@ -49,7 +64,7 @@ import secrets
 import threading
 import time
 import traceback
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from email.message import Message
@@ -69,19 +84,21 @@ __all__ = [
     "DIALECTS",
     "FAULT_KINDS",
     "LLAMACPP_RESPONSE_FORMAT_ERROR",
+    "LLAMA_CPP_PYTHON_VALIDATION_ERROR",
     "REFUSAL_TEXT",
     "Fault",
     "OpenAIStandIn",
     "find_schema",
     "openai_standin",
     "request_context",
+    "request_key",
     "task_responder",
 ]
 
-Dialect = Literal["openai", "llamacpp", "plain"]
+Dialect = Literal["openai", "llamacpp", "plain", "llama-cpp-python"]
 Responder = Callable[[dict[str, Any]], "str | dict[str, Any] | None"]
 
-DIALECTS: tuple[str, ...] = ("openai", "llamacpp", "plain")
+DIALECTS: tuple[str, ...] = ("openai", "llamacpp", "plain", "llama-cpp-python")
 
 #: Every fault kind and the parameters it takes (all optional).
 FAULT_KINDS: dict[str, tuple[str, ...]] = {
@@ -94,6 +111,7 @@ FAULT_KINDS: dict[str, tuple[str, ...]] = {
     "invalid_schema": ("drop",),  # name of the field to drop
     "garbage": ("body", "content_type", "status"),  # default: nginx HTML page, 200
     "disconnect": (),  # close the connection without answering
+    "http_error": ("status", "message", "retry_after"),  # any status, the dialect's error body
 }
 
 REFUSAL_TEXT = "I'm sorry, I can't help with that."
@@ -103,6 +121,14 @@ GARBAGE_HTML = (
     "<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n"
 )
 LLAMACPP_RESPONSE_FORMAT_ERROR = 'response_format type must be one of "text" or "json_object", but got: {}'
+#: What llama-cpp-python 0.3.36's server answers (HTTP 500) for ``response_format``
+#: ``{"type": "json_schema", ...}``, copied from the real server (its path shortened).
+LLAMA_CPP_PYTHON_VALIDATION_ERROR = (
+    "1 validation error:\n  {{'type': 'literal_error', 'loc': ('body', 'response_format', 'type'), "
+    "'msg': \"Input should be 'text' or 'json_object'\", 'input': '{}', "
+    "'ctx': {{'expected': \"'text' or 'json_object'\"}}}}\n\n"
+    "  File \"/usr/lib/python3/site-packages/llama_cpp/server/app.py\", line 376, in "
+    "create_chat_completion\n    POST /v1/chat/completions")
 _RATE_LIMIT_REQUESTS = 10_000
 _RATE_LIMIT_TOKENS = 2_000_000
 _SCHEMA_MARKERS = re.compile(r"<schema>\s*(.*?)\s*</schema>", re.DOTALL | re.IGNORECASE)
@@ -176,6 +202,17 @@ def request_context(request: Mapping[str, Any]) -> dict[str, str]:
     return context
 
 
+def request_key(request: Mapping[str, Any]) -> str:
+    """What identifies a request across retries: its ``Title:`` line (else the start of
+    its last user message), its system prompt and its number of messages."""
+    messages = [m for m in request.get("messages") or [] if isinstance(m, Mapping)]
+    users = [m for m in messages if m.get("role") == "user"]
+    system = next((_message_text(m) for m in messages if m.get("role") == "system"), "")
+    basis = request_context(request).get("title") or (_message_text(users[-1])[:500] if users else "")
+    digest = hashlib.sha256(f"{system}\x00{basis}\x00{len(messages)}".encode()).hexdigest()
+    return digest[:16]
+
+
 def _response_type(request: Mapping[str, Any]) -> str:
     fmt = request.get("response_format")
     if isinstance(fmt, Mapping):
@@ -237,6 +274,7 @@ class Fault:
 
     kind: str
     params: Mapping[str, Any] = field(default_factory=dict)
+    match: str | None = None  # only for requests whose message text holds this
 
 
 @dataclass
@@ -250,6 +288,14 @@ class _Reply:
     @classmethod
     def of_json(cls, status: int, payload: Any, headers: Mapping[str, str] | None = None) -> _Reply:
         return cls(status, json.dumps(payload).encode(), "application/json", dict(headers or {}))
+
+
+class _PlainReply(Exception):
+    """Raised while handling a request to answer with this exact reply."""
+
+    def __init__(self, reply: _Reply) -> None:
+        super().__init__(reply.status)
+        self.reply = reply
 
 
 class _HTTPError(Exception):
@@ -377,7 +423,7 @@ class OpenAIStandIn:
         if dialect not in DIALECTS:
             raise ValueError(f"dialect must be one of {DIALECTS}, got {dialect!r}")
         kinds = tuple(kinds) if kinds is not None else tuple(
-            k for k in FAULT_KINDS if k not in ("slow", "disconnect")
+            k for k in FAULT_KINDS if k not in ("slow", "disconnect", "http_error")
         )
         for kind in (*kinds, *(fault_params or {})):
             if kind not in FAULT_KINDS:
@@ -394,7 +440,8 @@ class OpenAIStandIn:
         self.kinds = kinds
         self.fault_params = {k: dict(v) for k, v in (fault_params or {}).items()}
         self.openai_validation = openai_validation
-        self.server_header = "llama.cpp" if dialect == "llamacpp" else "openai-standin/1.0"
+        self.server_header = {"llamacpp": "llama.cpp", "llama-cpp-python": "uvicorn"}.get(
+            dialect, "openai-standin/1.0")
 
         #: Every request: ``{"method", "path", "headers", "body", "status", "fault"}``;
         #: ``body`` is the parsed JSON (or ``None``), credentials are redacted.
@@ -411,7 +458,7 @@ class OpenAIStandIn:
 
         self._lock = threading.Lock()
         self._queue: deque[Fault] = deque()
-        self._rng = random.Random(seed)
+        self._attempts: Counter[str] = Counter()  # request key -> requests seen
         self._stopping = threading.Event()
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -472,12 +519,15 @@ class OpenAIStandIn:
         return OpenAI(base_url=self.base_url, **kwargs)
 
     # -- scripting and recording -----------------------------------------------
-    def script(self, kind: str, times: int = 1, **params: Any) -> OpenAIStandIn:
+    def script(self, kind: str, times: int = 1, match: str | None = None,
+               **params: Any) -> OpenAIStandIn:
         """Queue ``times`` faults of ``kind`` (FIFO) for the next valid chat requests.
 
         A scripted fault is consumed by the next chat completion request that
         passes authentication and validation, so capability probes rejected
-        with 4xx never eat one. Returns ``self`` for chaining.
+        with 4xx never eat one. With ``match``, only a request whose message
+        text contains ``match`` consumes it (deterministic under concurrency).
+        Returns ``self`` for chaining.
         """
         if kind not in FAULT_KINDS:
             raise ValueError(f"unknown fault kind {kind!r}; known: {sorted(FAULT_KINDS)}")
@@ -485,7 +535,7 @@ class OpenAIStandIn:
         if unknown:
             raise ValueError(f"fault {kind!r} takes {FAULT_KINDS[kind] or 'no parameters'}, got {sorted(unknown)}")
         with self._lock:
-            self._queue.extend(Fault(kind, dict(params)) for _ in range(times))
+            self._queue.extend(Fault(kind, dict(params), match) for _ in range(times))
         return self
 
     @property
@@ -508,14 +558,24 @@ class OpenAIStandIn:
             self._queue.clear()
             self.calls = 0
             self.max_concurrency = self.in_flight
-            self._rng = random.Random(self.seed)
+            self._attempts.clear()
 
-    def _next_fault(self) -> Fault | None:
+    def _next_fault(self, body: Mapping[str, Any]) -> Fault | None:
+        """The fault for this request: a scripted one it matches, else a draw that
+        depends only on the seed, the request's key and its attempt number."""
+        text = "\n".join(_message_text(m) for m in body.get("messages") or [] if isinstance(m, Mapping))
+        key = request_key(body)
         with self._lock:
-            if self._queue:
-                return self._queue.popleft()
-            if self.fault_rate and self._rng.random() < self.fault_rate:
-                kind = self._rng.choice(self.kinds)
+            attempt = self._attempts[key]
+            self._attempts[key] += 1
+            for i, fault in enumerate(self._queue):
+                if fault.match is None or fault.match in text:
+                    del self._queue[i]
+                    return fault
+        if self.fault_rate:
+            rng = random.Random(f"{self.seed}|{key}|{attempt}")
+            if rng.random() < self.fault_rate:
+                kind = rng.choice(self.kinds)
                 return Fault(kind, self.fault_params.get(kind, {}))
         return None
 
@@ -567,11 +627,13 @@ class OpenAIStandIn:
                 raise _HTTPError(404, f"Invalid URL ({method} {path})")
         except _HTTPError as err:
             reply = self._error_reply(err)
+        except _PlainReply as plain:
+            reply = plain.reply
         finally:
             if is_chat:
                 with self._lock:
                     self.in_flight -= 1
-        if self.dialect != "llamacpp" and not reply.disconnect:
+        if not self.dialect in ("llamacpp", "llama-cpp-python") and not reply.disconnect:
             reply.headers.setdefault("x-request-id", "req_" + secrets.token_hex(16))
             reply.headers.setdefault("openai-processing-ms", str(int((time.monotonic() - started) * 1000)))
             reply.headers.setdefault("openai-version", "2020-10-01")
@@ -585,10 +647,12 @@ class OpenAIStandIn:
         return self.models if self.models is not None else DEFAULT_MODELS
 
     def _model_card(self, model: str) -> dict[str, Any]:
-        owner = "llamacpp" if self.dialect == "llamacpp" else "system"
+        owner = {"llamacpp": "llamacpp", "llama-cpp-python": "me"}.get(self.dialect, "system")
         return {"id": model, "object": "model", "created": 1_700_000_000, "owned_by": owner}
 
     def _error_reply(self, err: _HTTPError) -> _Reply:
+        if self.dialect == "llama-cpp-python" and err.status == 401:
+            return _Reply.of_json(401, {"detail": err.message}, err.headers)
         if self.dialect == "llamacpp":
             kind = err.type or _LLAMACPP_ERROR_TYPES.get(err.status, "server_error")
             body: dict[str, Any] = {"error": {"code": err.status, "message": err.message, "type": kind}}
@@ -608,6 +672,8 @@ class OpenAIStandIn:
             return
         if self.dialect == "llamacpp":
             raise _HTTPError(401, "Invalid API Key", type="authentication_error")
+        if self.dialect == "llama-cpp-python":
+            raise _HTTPError(401, "Invalid API key")
         if not token:
             message = ("You didn't provide an API key. You need to provide your API key in an Authorization "
                        "header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY), or as the password "
@@ -620,6 +686,8 @@ class OpenAIStandIn:
         raise _HTTPError(401, message, type="invalid_request_error", code="invalid_api_key")
 
     def _check_model(self, model: str) -> None:
+        if self.dialect == "llama-cpp-python":
+            return  # that server answers with its one model whatever the name
         if self.models is not None and model not in self.models:
             raise _HTTPError(404, f"The model `{model}` does not exist or you do not have access to it.",
                              code="model_not_found")
@@ -631,11 +699,13 @@ class OpenAIStandIn:
             body = json.loads(raw or b"null")
         except ValueError:
             body = None
+        if not isinstance(body, dict) and self.dialect == "llama-cpp-python":
+            raise _PlainReply(_Reply(500, b"Internal Server Error", "text/plain; charset=utf-8"))
         if not isinstance(body, dict):
             raise _HTTPError(400, "We could not parse the JSON body of your request. (HINT: This likely means "
                              "you aren't using your HTTP library correctly. The OpenAI API expects a JSON "
                              "payload, but what was sent was not valid JSON.)")
-        if self.dialect != "llamacpp" and not body.get("model"):
+        if self.dialect in ("openai", "plain") and not body.get("model"):
             raise _HTTPError(400, "you must provide a model parameter")
         messages = body.get("messages")
         if not isinstance(messages, list) or not messages:
@@ -665,6 +735,11 @@ class OpenAIStandIn:
         if self.dialect == "llamacpp":
             if kind not in ("", "text", "json_object"):
                 raise _HTTPError(400, LLAMACPP_RESPONSE_FORMAT_ERROR.format(kind), type="invalid_request_error")
+            return
+        if self.dialect == "llama-cpp-python":
+            if kind not in ("text", "json_object"):
+                raise _HTTPError(500, LLAMA_CPP_PYTHON_VALIDATION_ERROR.format(kind),
+                                 type="internal_server_error")
             return
         if self.dialect == "plain":
             if kind != "text":
@@ -704,7 +779,7 @@ class OpenAIStandIn:
     # -- chat completions ----------------------------------------------------
     def _chat(self, headers: Message, raw: bytes, record: dict[str, Any]) -> _Reply:
         body = self._parse_chat(headers, raw)
-        fault = self._next_fault()
+        fault = self._next_fault(body)
         if fault is not None:
             record["fault"] = fault.kind
             with self._lock:
@@ -738,6 +813,11 @@ class OpenAIStandIn:
                              params.get("message", "The server had an error while processing your request. "
                                                    "Sorry about that!"),
                              type="server_error")
+        if kind == "http_error":
+            status = int(params.get("status", 400))
+            headers = {"retry-after": str(params["retry_after"])} if "retry_after" in params else None
+            raise _HTTPError(status, params.get("message", f"The stand-in answers {status}."),
+                             headers=headers)
         if kind == "garbage":
             text = params.get("body", GARBAGE_HTML)
             return _Reply(int(params.get("status", 200)), text.encode() if isinstance(text, str) else bytes(text),
@@ -779,13 +859,13 @@ class OpenAIStandIn:
             "completion_tokens": completion_tokens,
             "total_tokens": prompt_tokens + completion_tokens,
         }
-        if self.dialect != "llamacpp" and "usage" not in override:
+        if not self.dialect in ("llamacpp", "llama-cpp-python") and "usage" not in override:
             usage["prompt_tokens_details"] = {"cached_tokens": 0, "audio_tokens": 0}
             usage["completion_tokens_details"] = {"reasoning_tokens": 0, "audio_tokens": 0,
                                                   "accepted_prediction_tokens": 0,
                                                   "rejected_prediction_tokens": 0}
         message: dict[str, Any] = {"role": "assistant", "content": content}
-        if self.dialect != "llamacpp":
+        if not self.dialect in ("llamacpp", "llama-cpp-python"):
             message["refusal"] = refusal
             message["annotations"] = []
         elif refusal is not None:
@@ -801,14 +881,14 @@ class OpenAIStandIn:
                 for i in range(n)
             ],
             "usage": usage,
-            "system_fingerprint": "b4000-standin" if self.dialect == "llamacpp" else "fp_standin",
+            "system_fingerprint": "b4000-standin" if self.dialect == "llamacpp" else None if self.dialect == "llama-cpp-python" else "fp_standin",
         }
-        if self.dialect != "llamacpp":
+        if not self.dialect in ("llamacpp", "llama-cpp-python"):
             payload["service_tier"] = "default"
         return _Reply.of_json(200, payload, self._rate_limit_headers(prompt_tokens + completion_tokens))
 
     def _rate_limit_headers(self, tokens: int) -> dict[str, str]:
-        if self.dialect == "llamacpp":
+        if self.dialect in ("llamacpp", "llama-cpp-python"):
             return {}
         with self._lock:
             calls = self.calls
