@@ -49,9 +49,11 @@ _SECRET_PATTERNS: list[tuple[str, re.Pattern]] = [
     ("digitalocean_token", re.compile(r"\bdo[por]_v1_[a-f0-9]{64}\b")),
     ("shopify_token", re.compile(r"\bshp(?:at|ca|pa|ss)_[a-fA-F0-9]{32}\b")),
     ("azure_storage_key", re.compile(r"(?P<pre>AccountKey=)(?P<secret>[A-Za-z0-9+/=]{40,})")),
-    ("url_password", re.compile(r"(?P<pre>\b[a-z][a-z0-9+.\-]*://[^/\s:@]+:)(?P<secret>[^@\s/]{3,})(?=@)", re.I)),
+    ("url_password", re.compile(r"(?P<pre>\b[a-z][a-z0-9+.\-]*://[^/\s:@]+:)(?P<secret>[^\s/]{3,}?)"
+                                r"(?=@[^@\s/]+(?:[/:?#\s\"'`]|$))", re.I)),
     ("bearer", re.compile(r"(?P<pre>\b(?:Bearer|token)\s+)(?P<secret>[A-Za-z0-9_\-\.=:+/]{20,})", re.I)),
-    ("basic_auth", re.compile(r"(?P<pre>\bBasic\s+)(?P<secret>[A-Za-z0-9+/]{12,}={0,2})(?![A-Za-z0-9+/=])")),
+    ("basic_auth", re.compile(r"(?P<pre>\bBasic\s+)(?P<secret>(?=[A-Za-z0-9+/]*(?:[0-9+/=]|[a-z][A-Z]))"
+                              r"[A-Za-z0-9+/]{12,}={0,2})(?![A-Za-z0-9+/=])")),
 ]
 
 
@@ -127,16 +129,31 @@ def _scrub_line(line: str) -> str:
     return "".join(out)
 
 
-_LONG_TOKEN = re.compile(r"(?<![\w/+=-])[A-Za-z0-9+/=_\-]{30,}(?![\w/+=-])")
+_LONG_TOKEN = re.compile(r"(?<![\w/+=.:%-])[A-Za-z0-9+/=_\-]{30,}(?![\w/+=.:%-])")
+
+
+def _wordy(token: str) -> bool:
+    """Made of words, numbers and short pieces (an identifier, a slug, a path), not random."""
+    for seg in re.split(r"[-_/+=.:]+", token):
+        if len(seg) <= 5 or seg.isalpha() or seg.isdigit():
+            continue
+        parts = re.findall(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])|\d+", seg)
+        if "".join(parts) != seg or len(parts) * 3 > len(seg):
+            return False
+    return True
 
 
 def _random_looking(token: str) -> bool:
-    """A long token of mixed case and digits with high entropy: a key, not a word, a path or
-    a commit id (hex-only strings are left alone)."""
+    """A long token of mixed case and digits with high entropy: a key, not a word, a path, a
+    slug of words and numbers or a commit id (hex-only strings are left alone)."""
     if re.fullmatch(r"[0-9a-f]+|[0-9A-F]+", token):
         return False
+    if _wordy(token):
+        return False  # 2016-09-14-Integrations-Early-Access, V1OrganizationKeysPostRequest
+    from detect_secrets.filters.heuristic import is_sequential_string
     return (bool(re.search(r"\d", token)) and bool(re.search(r"[a-z]", token))
-            and bool(re.search(r"[A-Z]", token)) and entropy(token) >= 4.0)
+            and bool(re.search(r"[A-Z]", token)) and entropy(token) >= 4.0
+            and not is_sequential_string(token))
 
 
 # ---------------------------------------------------------------- detect-secrets
@@ -192,7 +209,7 @@ def _detect_secrets(line: str):
     for plugin in entropy_plugins:
         for value in plugin.analyze_string(line):
             if (len(value) >= 16 and plugin.calculate_shannon_entropy(value) > plugin.entropy_limit
-                    and not heuristic.is_sequential_string(value)
+                    and not _wordy(value) and not heuristic.is_sequential_string(value)
                     and not heuristic.is_potential_uuid(value)
                     and not heuristic.is_likely_id_string(value, line, plugin)
                     and not heuristic.is_templated_secret(value)
@@ -204,7 +221,9 @@ def _detect_secrets(line: str):
                     and not heuristic.is_templated_secret(value)
                     and not heuristic.is_prefixed_with_dollar_sign(value)
                     and not heuristic.is_indirect_reference(line)
-                    and not _placeholder(value)):
+                    and not _placeholder(value) and not _meta_before(line, value)
+                    and not (re.fullmatch(r"[A-Za-z_]\w*", value) and re.search(
+                        r"pass|pwd|secret|token|key|cred|auth", value, re.I))):
                 yield "keyword", value
 
 
@@ -225,8 +244,9 @@ _CLOSE = r"[\"'`\]\)*_]*"
 _VALUE = (r"(?:(?P<q>[\"'`])(?P<qvalue>[^\"'`\n]{3,200})(?P=q)"
           r"|(?P<value>[^\s\"'`,;]{3,200}))")
 # key [up to 4 words] : value   /   key = value
-_PAIR = re.compile(_KEY + r"(?P<words>(?:[ \t]+[A-Za-z][\w'-]{0,24}){0,4}?)" + _CLOSE
-                   + r"[ \t]*(?P<sep>:=|=>|==?|:)[ \t]*" + _VALUE)
+_PAIR = re.compile(_KEY + r"(?:(?P<words>(?:[ \t]+[A-Za-z][\w'-]{0,24}){1,4}?)" + _CLOSE
+                   + r"[ \t]*(?P<wsep>[:=])[ \t]+|" + _CLOSE
+                   + r"[ \t]*(?P<sep>:=|=>|==?|:)[ \t]*)" + _VALUE)
 # key [up to 3 words] value, where the value must look like a credential
 _LOOSE = re.compile(_KEY + _CLOSE + r"(?:[ \t]+[A-Za-z][\w'-]{0,24}){0,3}?[ \t]+(?:is[ \t]+|was[ \t]+)?"
                     r"(?P<value>(?=[^\s]*[A-Za-z])(?=[^\s]*\d)[A-Za-z0-9!@#$%^&*+=_~?.-]{6,64})"
@@ -260,16 +280,47 @@ def _keyword_pairs(line: str):
             continue
         quoted = m.group("qvalue") is not None
         value = m.group("qvalue") if quoted else m.group("value").rstrip(".):]}>")
-        if _real_value(value, m.group("key"), m.group("sep"), quoted):
-            start = m.start("qvalue") if quoted else m.start("value")
+        start = m.start("qvalue") if quoted else m.start("value")
+        sep = m.group("sep") or m.group("wsep")
+        spaced = (line[m.start("sep") - 1:m.start("sep")] == " " if m.group("sep") else True) \
+            and not re.search(r"\s", m.group("key"))  # "api key = x" is prose, not code
+        if not quoted and _code_after(line, sep, start + len(value), value, spaced):
+            continue
+        if _real_value(value, m.group("key"), sep, quoted):
             yield start, start + len(value)
     for m in _LOOSE.finditer(line):
         if _meta_key(m.group("key")):
             continue
         value = m.group("value").rstrip(".")
+        if re.search(r"pass|pwd|secret|token|key|cred|auth", value, re.I) or value.count("_") >= 2:
+            continue  # an identifier (validate_x509_api_credentials)
         if not _placeholder(value) and not re.fullmatch(r"v?\d+(?:\.\d+)+\w*", value) \
                 and not re.fullmatch(r"[0-9a-f]{6,64}", value) and not value.startswith("-"):
             yield m.start("value"), m.start("value") + len(value)
+
+
+_KEY_BEFORE = re.compile(r"([A-Za-z0-9_.\-]+)[\"'\]]*\s*(?:[:!=]?=|=>|:)\s*[\"'`]?$")
+
+
+def _meta_before(line: str, value: str) -> bool:
+    """The key just before ``value`` names something other than a secret (secret_type)."""
+    m = _KEY_BEFORE.search(line[:max(0, line.find(value))])
+    return bool(m) and _meta_key(m.group(1))
+
+
+def _code_after(line: str, sep: str, end: int, value: str, spaced: bool) -> bool:
+    """An unquoted value that is code: an assignment with more expression after it
+    (``token = await fetch()``, ``x = now + delay``), a variable assigned with spaces around
+    ``=`` (``token = configuration``), or a description after a colon (``token: Your Azure
+    token, see ...``)."""
+    rest = line[end:].strip()
+    if sep in ("=", ":=", "=>"):
+        if rest and rest[0] not in ",;)#&|\\":
+            return True
+        return spaced and re.fullmatch(r"[A-Za-z_]+", value) is not None
+    if sep == ":" and re.fullmatch(r"[A-Za-z]+", value) and re.match(r"[A-Za-z]", rest):
+        return True  # prose: "token: Your Azure Active Directory token"
+    return False
 
 
 def _meta_key(key: str) -> bool:
@@ -307,7 +358,7 @@ def _real_value(value: str, key: str, sep: str, quoted: bool) -> bool:
             return False
         if sep == "==":
             return False
-        if sep != "=" and sum(c.isupper() for c in value) >= 2:  # a type name (SecretStr)
+        if sum(c.isupper() for c in value) >= 2:  # a type or a constant (SecretStr, NotSet)
             return False
         if sep == "=" and "_" in value:  # snake_case: a variable
             return False
@@ -363,4 +414,18 @@ def scrub_spec(spec):
         if isinstance(v, dict):
             return {k: clean(x) for k, x in v.items()}
         return v
-    return type(spec).model_validate(clean(spec.model_dump()))
+    from pydantic import ValidationError
+    data = clean(spec.model_dump())
+    try:
+        return type(spec).model_validate(data)
+    except ValidationError as exc:  # a marker made a string longer than its bound: cut it
+        for err in exc.errors():
+            if err["type"] != "string_too_long":
+                raise
+            *path, last = err["loc"]
+            node = data
+            for key in path:
+                node = node[key]
+            limit = err["ctx"]["max_length"]
+            node[last] = node[last][:limit - 1] + "…"
+        return type(spec).model_validate(data)
