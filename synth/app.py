@@ -79,24 +79,35 @@ def run(settings: Settings, req: RunRequest, stop=lambda: False, progress=None) 
         return _run_locked(settings, req, rules, queue, stop, progress)
 
 
-def make_rewriter(settings: Settings, req: RunRequest, rules: Rules):
+def make_rewriter(settings: Settings, req: RunRequest, rules: Rules, clock=None):
+    """The rewriter a run uses; ``clock`` is the run's (every LLM wait goes through it)."""
     rw = settings.rewrite
     model = req.model or rw.model
     kind = req.rewriter or ("llm" if req.model else rw.rewriter)
     if kind == "template":
         return TemplateRewriter(rules)
-    from .rewrite.llm import LLMClient
+    from .rewrite.llm import LOCAL_TIMEOUT, LLMClient, is_local
     from .rewrite.rewriter import LLMRewriter
     key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else None
     if not key and not rw.base_url:
         raise ConfigError("the LLM rewriter needs OPENAI_API_KEY (or OPENAI_BASE_URL for a "
                           "local server that needs no key); or use --rewriter template")
-    client = LLMClient(model or "", base_url=rw.base_url, api_key=key, timeout=rw.timeout,
-                       concurrency=rw.concurrency)
+    # a server on this machine (llama.cpp, Ollama, vLLM on a laptop) answers one request at a
+    # time on a few cores: one request in flight, and a timeout that covers a whole answer
+    # (see the README's settings table); explicit settings always win
+    local = is_local(rw.base_url)
+    concurrency = rw.concurrency if "concurrency" in rw.model_fields_set or not local else 1
+    timeout = rw.timeout if "timeout" in rw.model_fields_set or not local else LOCAL_TIMEOUT
+    if local and (concurrency, timeout) != (rw.concurrency, rw.timeout):
+        log.info("LLM endpoint %s is on this machine: concurrency %d, timeout %gs "
+                 "([rewrite] concurrency and timeout override)", rw.base_url, concurrency, timeout)
+    client = LLMClient(model or "", base_url=rw.base_url, api_key=key, timeout=timeout,
+                       concurrency=concurrency, structured_output=rw.structured_output,
+                       clock=clock)
     return LLMRewriter(client, rules, prompt_version=rw.prompt_version,
-                       max_patch_tokens=rw.max_patch_tokens, concurrency=rw.concurrency,
+                       max_patch_tokens=rw.max_patch_tokens, concurrency=concurrency,
                        judge=rw.judge if req.judge is None else req.judge, prices=rw.prices,
-                       prompts_dir=rw.prompts_dir)
+                       prompts_dir=rw.prompts_dir, max_tokens=rw.max_tokens or None)
 
 
 def _run_locked(settings, req, rules, queue, stop, progress) -> RunSummary:

@@ -89,10 +89,15 @@ def print_summary(summary) -> None:
         print(f"  GitHub:        {c['github/requests']} requests"
               + (f", {c['github/not_modified']} not modified" if c.get("github/not_modified") else ""))
     if summary.failures:
-        print(f"  failures:      {len(summary.failures)} (recorded in the failures table)")
-        for f in summary.failures[:10]:
+        print(f"  failures:      {len(summary.failures)} (recorded in the failures table; "
+              "the full text in failures.detail)")
+        for f in summary.failures[:10]:  # one line each: reason, PR, first line of the message
             where = f" {f.repo}" + (f"#{f.number}" if f.number else "") if f.repo else ""
-            print(f"    [{f.stage}/{f.reason}]{where}: {f.message}")
+            line = next((ln.strip() for ln in str(f.message).splitlines() if ln.strip()), "")
+            print(f"    [{f.stage}/{f.reason}]{where}: "
+                  + (line if len(line) <= 160 else line[:159] + "…"))
+        if len(summary.failures) > 10:
+            print(f"    ... and {len(summary.failures) - 10} more")
     if c.get("queue/spooled_pending"):
         print(f"  spooled:       {c['queue/spooled_pending']} batches wait in the spool "
               "(the queue was busy); the next run ingests them")

@@ -85,6 +85,10 @@ class RewriteSettings(_Section):
     max_patch_tokens: int = Field(default=6000, ge=200)
     judge: bool = False
     prices: dict[str, Price] = Field(default_factory=dict)
+    structured_output: Literal["auto", "json_schema", "json_object", "prompt"] = Field(
+        default="auto", description="auto: discover what the endpoint accepts")
+    max_tokens: int = Field(default=0, ge=0,
+                            description="per answer; 0: from the task schema (at most 4096)")
 
 
 class RunSettings(_Section):
@@ -225,9 +229,11 @@ SAMPLE = '''\
 # base_url = ""                      # OPENAI_BASE_URL overrides; e.g. http://127.0.0.1:8000/v1
 # prompt_version = "task_v1"
 # prompts_dir = ""                   # prompt templates folder; default: synth's own prompts/
-# concurrency = 8
-# timeout = 120
+# concurrency = 8                    # requests in flight (1 by default for a server on this machine)
+# timeout = 120                      # seconds per request (900 by default for a server on this machine)
 # max_patch_tokens = 6000
+# max_tokens = 0                     # per answer; 0: from the task schema, at most 4096
+# structured_output = "auto"         # auto | json_schema | json_object | prompt
 # judge = false
 # [rewrite.prices.gpt-4o-mini]       # USD per million tokens, for cost accounting
 # input = 0.15

@@ -1,8 +1,12 @@
 """The LLM rewriter end to end against the OpenAI-compatible stand-in (a real loopback server).
 
-Covers: both structured-output dialects and plain prompting; faults become recorded failures,
-never invalid rows, and the next run retries them; the cache (a second run makes no call);
-the prompt-injection corpus; planted secrets scrubbed before anything leaves the machine.
+Covers: both structured-output dialects, plain prompting and llama-cpp-python's; faults become
+recorded failures, never invalid rows, and the next run retries them; every HTTP status the
+stand-in can send is a recorded failure or one clear error, never a traceback, and reads as one
+line in the summary; the cache (a second run makes no call); the prompt-injection corpus;
+planted secrets scrubbed before anything leaves the machine (more in test_scrub.py).
+
+Retry waits go through a FakeClock (the ``fake_clock`` fixture): no test sleeps.
 """
 
 from __future__ import annotations
@@ -17,7 +21,9 @@ import pytest
 
 from dbutil import q as table
 from histories import module_text
-from standins.openai_server import OpenAIStandIn, task_responder
+from standins.openai_server import FAULT_KINDS, OpenAIStandIn, task_responder
+from synth import app
+from synth.clock import FakeClock
 from synth.models import TaskSpec
 from synth.rewrite.prompts import load_template
 from synth.sources.history import build_repository
@@ -38,6 +44,17 @@ def repo_with_prs(root: Path, bodies: list[str], name: str = "acme/llm") -> Path
     return build_repository({"repo": {"name": name}, "commits": commits}, root / "repo")
 
 
+
+
+@pytest.fixture
+def fake_clock(monkeypatch) -> FakeClock:
+    """Every LLM wait of a CLI run on a fake clock: retries take no real time."""
+    clock = FakeClock()
+    make = app.make_rewriter
+    monkeypatch.setattr(app, "make_rewriter",
+                        lambda settings, req, rules, *rest, **kw: make(settings, req, rules,
+                                                                       clock=clock))
+    return clock
 
 
 def run_llm(cli, llm, repo, db, monkeypatch, *extra):
@@ -64,7 +81,7 @@ def plain_repo(tmp_path_factory):
     return repo_with_prs(tmp_path_factory.mktemp("llm"), [f"Why part {i} is needed." for i in range(12)])
 
 
-@pytest.mark.parametrize("dialect", ["openai", "llamacpp", "plain"])
+@pytest.mark.parametrize("dialect", ["openai", "llamacpp", "plain", "llama-cpp-python"])
 def test_schema_valid_tasks_in_every_dialect(cli, plain_repo, db, monkeypatch, dialect):
     with OpenAIStandIn(dialect=dialect, api_key="sk-test-key-0000") as llm:
         r = run_llm(cli, llm, plain_repo, db, monkeypatch)
@@ -78,7 +95,8 @@ def test_schema_valid_tasks_in_every_dialect(cli, plain_repo, db, monkeypatch, d
         assert r.code == 0 and llm.calls == first_calls  # the cache: no call at all
 
 
-def test_faults_give_recorded_failures_then_retry(cli, plain_repo, tmp_path, monkeypatch):
+def test_faults_give_recorded_failures_then_retry(cli, plain_repo, tmp_path, monkeypatch,
+                                                 fake_clock):
     db = tmp_path / "faulty.duckdb"
     kinds = ["malformed", "truncated", "refusal", "rate_limit", "server_error", "invalid_schema",
              "garbage"]
@@ -106,6 +124,63 @@ def test_bad_api_key_is_one_clear_error(cli, plain_repo, db, monkeypatch):
         r = run_llm(cli, llm, plain_repo, db, monkeypatch)
     assert r.code == 2 and "refused the API key" in r.err
     assert "sk-test-key-0000" not in r.err + r.out
+
+
+# every status the stand-in can send: (fault, params, exit codes, failure reason or None)
+STATUS_TABLE = [(("http_error", {"status": s}), reason) for s, reason in [
+    (400, "bad_request"), (403, "forbidden"), (404, "not_found"), (405, "not_allowed"),
+    (408, "unavailable"), (409, "unavailable"), (413, "too_large"), (415, "bad_request"),
+    (418, "rejected"), (422, "bad_request"), (429, "unavailable"), (500, "unavailable"),
+    (501, "rejected"), (502, "unavailable"), (503, "unavailable"), (504, "unavailable")]] + [
+    (("server_error", {}), "unavailable"), (("rate_limit", {"retry_after": 2}), "unavailable"),
+    (("garbage", {}), "bad_response"), (("garbage", {"status": 502}), "unavailable"),
+    (("disconnect", {}), "unavailable"), (("malformed", {}), "malformed"),
+    (("truncated", {}), "truncated"), (("refusal", {}), "malformed"),  # content, no refusal field
+    (("invalid_schema", {}), "invalid_output")]
+
+
+def test_the_status_table_covers_every_fault_kind():
+    assert {k for (k, _), _ in STATUS_TABLE} == set(FAULT_KINDS) - {"slow"}
+
+
+@pytest.fixture(scope="module")
+def one_pr_repo(tmp_path_factory):
+    return repo_with_prs(tmp_path_factory.mktemp("one"), ["Why it is needed."], name="acme/one")
+
+
+@pytest.mark.parametrize("fault,reason", STATUS_TABLE, ids=lambda v: str(v))
+def test_no_status_gives_a_traceback(cli, one_pr_repo, db, monkeypatch, fake_clock, fault, reason):
+    kind, params = fault
+    with OpenAIStandIn(dialect="llama-cpp-python") as llm:
+        llm.script(kind, times=50, **params)
+        r = run_llm(cli, llm, one_pr_repo, db, monkeypatch)
+    assert "Traceback" not in r.out + r.err, r
+    assert r.code == 3, r
+    rows = table(db, "SELECT reason, message, detail FROM failures WHERE stage = 'rewrite'")
+    assert [row[0] for row in rows] == [reason], rows
+    line = next(ln for ln in r.out.splitlines() if f"[rewrite/{reason}]" in ln)
+    assert len(line) <= 220 and "acme/one#100" in line
+
+
+def test_a_refused_key_is_one_clear_error_on_every_dialect(cli, one_pr_repo, db, monkeypatch):
+    for dialect in ("openai", "llamacpp", "llama-cpp-python"):
+        with OpenAIStandIn(dialect=dialect, api_key="sk-right-key-1234") as llm:
+            r = run_llm(cli, llm, one_pr_repo, db, monkeypatch)
+        assert r.code == 2 and "refused the API key" in r.err, (dialect, r)
+        assert "Traceback" not in r.out + r.err and "sk-test-key-0000" not in r.out + r.err
+
+
+def test_a_multi_line_server_message_is_one_summary_line(cli, one_pr_repo, db, monkeypatch,
+                                                         fake_clock):
+    message = "Model crashed: " + "x" * 300 + "\nTraceback (most recent call last):\n  File \"app.py\""
+    with OpenAIStandIn(dialect="llama-cpp-python") as llm:
+        llm.script("http_error", times=50, status=400, message=message)
+        r = run_llm(cli, llm, one_pr_repo, db, monkeypatch)
+    assert r.code == 3 and "Traceback" not in r.out + r.err
+    line = next(ln for ln in r.out.splitlines() if "[rewrite/bad_request]" in ln)
+    assert "Model crashed: xxx" in line and len(line.split(": ", 1)[1]) <= 160
+    detail = table(db, "SELECT detail FROM failures")[0][0]
+    assert "Traceback (most recent call last)" in detail and "x" * 300 in detail
 
 
 # ---------------------------------------------------------------- injections
