@@ -17,8 +17,9 @@ from typing import Iterator
 
 from . import queue as q
 from .config import Settings
-from .errors import ConfigError, SynthError
-from .filtering import INFO_CODES, Rules, analyze, decide, load_rules
+from .errors import ConfigError
+from .clock import Clock
+from .filtering import INFO_CODES, Rules, analyze, decide, load_rules, worth_patches
 from .models import DedupeResult, RunSummary
 from .paths import demo_dir
 from .pipeline import Pipeline, RunOptions
@@ -30,8 +31,8 @@ from .runlock import RunLock
 log = logging.getLogger("synth")
 
 
-def open_queue(settings: Settings) -> q.Queue:
-    return q.Queue(settings.queue.db, busy_timeout=settings.queue.busy_timeout)
+def open_queue(settings: Settings, clock: Clock | None = None) -> q.Queue:
+    return q.Queue(settings.queue.db, busy_timeout=settings.queue.busy_timeout, clock=clock)
 
 
 def rules_for(settings: Settings) -> Rules:
@@ -68,15 +69,19 @@ def demo_repository() -> Iterator[Path]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def run(settings: Settings, req: RunRequest, stop=lambda: False, progress=None) -> RunSummary:
-    """One run under the queue's single-run lock (RunLocked when another run holds it)."""
+def run(settings: Settings, req: RunRequest, clock: Clock | None = None,
+        progress=None) -> RunSummary:
+    """One run under the queue's single-run lock (RunLocked when another run holds it).
+    ``clock`` is the run's clock: its ``stop()`` (the CLI's signal handlers call it) ends
+    the run within seconds, wherever it waits."""
+    clock = clock or Clock()
     rules = rules_for(settings)
-    queue = open_queue(settings)
+    queue = open_queue(settings, clock)
     with RunLock(queue.path) as lock:
         if lock.previous:
             log.warning("the previous run (pid %s, since %s) did not finish; resuming its work",
                         lock.previous.get("pid"), lock.previous.get("since"))
-        return _run_locked(settings, req, rules, queue, stop, progress)
+        return _run_locked(settings, req, rules, queue, clock, progress)
 
 
 def make_rewriter(settings: Settings, req: RunRequest, rules: Rules, clock=None):
@@ -110,61 +115,37 @@ def make_rewriter(settings: Settings, req: RunRequest, rules: Rules, clock=None)
                        prompts_dir=rw.prompts_dir, max_tokens=rw.max_tokens or None)
 
 
-def _run_locked(settings, req, rules, queue, stop, progress) -> RunSummary:
+def _run_locked(settings, req, rules, queue, clock, progress) -> RunSummary:
     rewriter = make_rewriter(settings, req, rules) if req.rewrite else None
     opts = RunOptions(batch_size=settings.run.batch_size,
                       exclusions=load_exclusions(settings.filters.exclude_file),
                       limit=settings.run.limit if req.limit is None else req.limit,
                       rewrite=req.rewrite, config_hash=settings.config_hash(),
-                      stop=stop, progress=progress)
+                      progress=progress)
     with contextlib.ExitStack() as stack:
         sources = []
         if req.demo:
             path = stack.enter_context(demo_repository())
-            sources.append(GitRepoSource(path, label="demo"))
+            sources.append(GitRepoSource(path, label="demo", clock=clock))
         for p in req.git or ([] if req.demo or req.github else settings.sources.git):
-            sources.append(GitRepoSource(p, req.repo_name, ref=req.ref))
-        github_api = None
+            sources.append(GitRepoSource(p, req.repo_name, ref=req.ref, clock=clock))
         if req.github or (not req.demo and not req.git and (
                 settings.sources.repos or settings.sources.repos_file or settings.sources.discover)):
-            github_api = stack.enter_context(contextlib.closing(github_client(settings, req)))
-            sources.append(github_source(settings, req, rules, queue, github_api))
+            api = stack.enter_context(contextlib.closing(github_client(settings, req, clock)))
+            sources.append(github_source(settings, req, rules, queue, api))
         if not sources:
             raise ConfigError("nothing to run: pass --demo or --git PATH (or list sources in "
                               "synth.toml)")
         opts.source_label = ",".join(s.label for s in sources)
-        summary = Pipeline(queue, rules, rewriter, opts).run(sources)
-        if github_api is not None:
-            for key, n in github_api.policy.counts.items():
-                summary.counts[key] = n
-            summary.counts["github/longest_wait_ms"] = int(github_api.policy.longest_wait * 1000)
-            _record_counts(queue, summary)
-        return summary
+        return Pipeline(queue, rules, rewriter, opts, clock).run(sources)
 
 
-def _record_counts(queue: q.Queue, summary: RunSummary) -> None:
-    """The run record gets the source's request counters too."""
-    from .models import Batch
-    try:
-        _, rows = queue.query("SELECT started_at, status, source, config_hash, pid, errors, ended_at "
-                              "FROM runs WHERE run_id = ?", [summary.run_id], wait=queue.busy_timeout)
-    except SynthError:
-        return
-    if rows:
-        started, status, source, chash, pid, errors, ended = rows[0]
-        queue.write(Batch(run={"run_id": summary.run_id, "started_at": str(started),
-                               "ended_at": str(ended) if ended else None, "status": status,
-                               "source": source, "config_hash": chash, "pid": pid,
-                               "counts": dict(sorted(summary.counts.items())),
-                               "errors": json.loads(errors) if isinstance(errors, str) else errors}))
-
-
-def github_client(settings: Settings, req: RunRequest | None = None):
+def github_client(settings: Settings, req: RunRequest | None = None, clock: Clock | None = None):
     from .sources.github import GitHubAPI
     gh = settings.github
     if req is not None and req.max_requests is not None:
         gh = gh.model_copy(update={"max_requests": req.max_requests})
-    return GitHubAPI(gh, [t.get_secret_value() for t in settings.github_tokens])
+    return GitHubAPI(gh, [t.get_secret_value() for t in settings.github_tokens], clock=clock)
 
 
 def github_source(settings: Settings, req: RunRequest, rules: Rules, queue: q.Queue, api):
@@ -177,7 +158,7 @@ def github_source(settings: Settings, req: RunRequest, rules: Rules, queue: q.Qu
     if not names:
         raise ConfigError("no GitHub repositories to crawl: pass --repos owner/a,owner/b, "
                           "--repos-file FILE, or --discover after `synth repos discover`")
-    return GitHubSource(api, names, wants_patch=lambda pr: decide(pr, rules).kept,
+    return GitHubSource(api, names, prefilter=lambda pr: worth_patches(pr, rules),
                         page_size=settings.github.page_size)
 
 
@@ -213,29 +194,66 @@ def discover_repos(settings: Settings, min_stars: int | None = None,
 SQL_WAIT = 5.0  # a running crawl lets go of the file at least every 3 s (Queue.holding)
 
 
-def sql(settings: Settings, text: str) -> tuple[list[str], list[tuple]]:
+def sql(settings: Settings, text: str, out: str | None = None, fmt: str | None = None):
+    """A curator's one read-only statement (queue/curator_sql.py); with ``out``, its rows
+    written to that file (csv, json or parquet) instead of returned."""
+    from .queue.curator_sql import run_one
     queue = open_queue(settings)
-    return queue.query(text, read_only=True, wait=min(queue.busy_timeout, SQL_WAIT))
+    return run_one(queue, text, wait=min(queue.busy_timeout, SQL_WAIT), out=out, fmt=fmt)
 
 
 def stats(settings: Settings) -> dict[str, object]:
+    f = q.funnel(open_queue(settings))
+    reasons = f.pop("reasons")
+    f["dropped_by_reason"] = {r: n for r, n in reasons if r not in INFO_CODES}
+    return f
+
+
+def repos(settings: Settings) -> tuple[list[str], list[tuple]]:
+    return q.repo_list(open_queue(settings))
+
+
+# ---------------------------------------------------------------- review
+
+def review_action(settings: Settings, action: str, where: str | None, ids: list[str],
+                  reviewer: str, note: str | None):
+    """approve / reject / needs-edit / skip the tasks named by ids or a predicate; None when
+    none matches."""
+    from .queue import curation
     queue = open_queue(settings)
-    _, rows = queue.query("""
-        SELECT (SELECT count(*) FROM repos),
-               (SELECT count(*) FROM pull_requests),
-               (SELECT count(*) FILTER (WHERE kept) FROM candidates),
-               (SELECT count(*) FILTER (WHERE NOT kept) FROM candidates),
-               (SELECT count(*) FROM tasks),
-               (SELECT count(*) FROM failures WHERE NOT resolved),
-               (SELECT count(*) FROM runs)""")
-    repos, prs, kept, dropped, tasks, failures, runs = rows[0]
-    _, by_status = queue.query("SELECT status, count(*) FROM tasks GROUP BY status ORDER BY status")
-    _, reasons = queue.query("SELECT r, count(*) FROM (SELECT unnest(reasons) AS r FROM candidates "
-                             "WHERE NOT kept) GROUP BY r ORDER BY count(*) DESC, r")
-    return {"repos": repos, "pull_requests": prs, "kept": kept, "dropped": dropped,
-            "tasks": tasks, "tasks_by_status": dict(by_status),
-            "dropped_by_reason": {r: n for r, n in reasons if r not in INFO_CODES},
-            "open_failures": failures, "runs": runs}
+    chosen = curation.select_task_ids(queue, where, ids)
+    if not chosen:
+        return None
+    return curation.apply_action(queue, action, chosen, reviewer, note,
+                                 settings.review.reviews_required)
+
+
+def review_list(settings: Settings, where: str | None, limit: int):
+    from .queue import curation
+    return curation.list_tasks(open_queue(settings), where, limit)
+
+
+def review_show(settings: Settings, task_id: str) -> dict:
+    from .queue import curation
+    return curation.show_task(open_queue(settings), task_id)
+
+
+def review_content(settings: Settings, task_id: str) -> dict:
+    """A task's editable fields, as `review edit` opens them."""
+    from .queue import curation
+    return curation.task_content(curation.show_task(open_queue(settings), task_id))
+
+
+def review_edit(settings: Settings, task_id: str, edited: str, reviewer: str,
+                note: str | None) -> int:
+    from .queue import curation
+    return curation.save_edit(open_queue(settings), task_id, edited, reviewer, note)
+
+
+def review_agreement(settings: Settings):
+    from .agreement import agreement
+    from .queue import curation
+    return agreement(curation.ratings(open_queue(settings)))
 
 
 # ---------------------------------------------------------------- filters
@@ -253,8 +271,7 @@ def rescore(settings: Settings, batch_size: int = 2000) -> RescoreResult:
     from .models import Batch
     rules = rules_for(settings)
     queue = open_queue(settings)
-    _, rows = queue.query("SELECT repo, number, kept FROM candidates ORDER BY repo, number",
-                          wait=queue.busy_timeout)
+    rows = q.decided_prs(queue)
     res = RescoreResult(filter_version=rules.version)
     for i in range(0, len(rows), batch_size):
         chunk = rows[i:i + batch_size]
@@ -349,11 +366,7 @@ def _labelled_prs_from_clones(clones: str, labels) -> dict:
 # ---------------------------------------------------------------- runs and settings
 
 def runs(settings: Settings, limit: int = 20) -> tuple[list[str], list[tuple]]:
-    return open_queue(settings).query(
-        "SELECT run_id, status, started_at, ended_at, source, config_hash, "
-        "coalesce(counts->>'source/prs', '0') AS prs, coalesce(counts->>'filter/kept', '0') AS kept, "
-        "coalesce(counts->>'rewrite/tasks', '0') AS tasks, json_array_length(errors) AS errors "
-        f"FROM runs ORDER BY started_at DESC LIMIT {int(limit)}")
+    return q.recent_runs(open_queue(settings), limit)
 
 
 def init_config(path: str, force: bool = False, copy_defaults: str | None = None) -> list[Path]:
@@ -399,4 +412,5 @@ def _set_sample_key(text: str, key: str, value: str) -> str:
 
 def dedupe(settings: Settings, threshold: float = 0.8) -> DedupeResult:
     """Flag near-duplicate tasks (query text, and PR patches) with the id of their twin."""
-    return q.dedupe_tasks(open_queue(settings), threshold)
+    from .queue.curation import dedupe_tasks
+    return dedupe_tasks(open_queue(settings), threshold)

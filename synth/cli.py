@@ -18,8 +18,9 @@ import sys
 from datetime import date, datetime
 from pathlib import Path
 
-from . import __version__, app, config, export as export_mod, review as review_mod
-from .errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, SynthError
+from . import __version__, app, config, export as export_mod
+from .errors import (EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, ReviewError,
+                     SynthError)
 from .exclusions import load_exclusions
 from .progress import Progress, setup_logging
 
@@ -105,20 +106,18 @@ def print_summary(summary) -> None:
 
 # ---------------------------------------------------------------- commands
 
-class StopFlag:
-    """SIGINT/SIGTERM: finish the current batch, then stop. A second SIGINT stops at once."""
+class StopOnSignal:
+    """SIGINT/SIGTERM stop the run through its clock: every wait ends at once, what is
+    complete is saved, and the run exits with 130. A second SIGINT stops at once."""
 
-    def __init__(self):
-        self.requested = False
-
-    def __call__(self) -> bool:
-        return self.requested
+    def __init__(self, clock):
+        self.clock = clock
 
     def handle(self, signum, frame) -> None:
-        if self.requested and signum == signal.SIGINT:
+        if self.clock.stopping and signum == signal.SIGINT:
             raise KeyboardInterrupt
-        self.requested = True
-        log.warning("%s received: stopping after the current batch",
+        self.clock.stop(f"{signal.Signals(signum).name} received")
+        log.warning("%s received: stopping (what is complete is saved)",
                     signal.Signals(signum).name)
 
     @contextlib.contextmanager
@@ -132,16 +131,18 @@ class StopFlag:
 
 
 def cmd_run(args, settings) -> int:
+    from .clock import Clock
     req = app.RunRequest(demo=args.demo, git=[args.git] if args.git else [],
-                         repo_name=args.repo, ref=args.ref, limit=args.limit, rewrite=not args.no_rewrite,
-                         model=args.model, rewriter=args.rewriter,
+                         repo_name=args.repo, ref=args.ref, limit=args.limit,
+                         rewrite=not args.no_rewrite, model=args.model, rewriter=args.rewriter,
                          judge=True if args.judge else None, github=args.github,
                          repos=args.repos, repos_file=args.repos_file,
                          discover=True if args.discover else None,
                          max_requests=args.max_requests)
     progress = Progress(enabled=None if args.progress == "auto" else args.progress == "on")
-    with StopFlag().installed() as stop:
-        summary = app.run(settings, req, stop=stop, progress=progress)
+    clock = Clock()
+    with StopOnSignal(clock).installed():
+        summary = app.run(settings, req, clock=clock, progress=progress)
     progress.clear()
     print_summary(summary)
     if summary.status == "interrupted":
@@ -157,9 +158,7 @@ def cmd_repos_discover(args, settings) -> int:
 
 
 def cmd_repos_list(args, settings) -> int:
-    cols, rows = app.sql(settings, "SELECT r.repo, r.stars, r.language, r.license, r.source, "
-                         "count(p.number) AS prs FROM repos r LEFT JOIN pull_requests p USING (repo) "
-                         "GROUP BY ALL ORDER BY r.stars DESC NULLS LAST, r.repo")
+    cols, rows = app.repos(settings)
     print(format_rows(cols, rows, args.format))
     return EXIT_OK
 
@@ -179,6 +178,13 @@ def cmd_init(args, settings) -> int:
 
 
 def cmd_sql(args, settings) -> int:
+    if args.format == "parquet" and not args.out:
+        raise config.ConfigError("--format parquet needs --out FILE")
+    if args.out:
+        fmt = args.format if args.format != "table" else None
+        n = app.sql(settings, args.query, out=args.out, fmt=fmt)
+        print(f"wrote {n} row{'s' if n != 1 else ''} to {args.out}")
+        return EXIT_OK
     cols, rows = app.sql(settings, args.query)
     if cols:
         print(format_rows(cols, rows, args.format))
@@ -186,25 +192,23 @@ def cmd_sql(args, settings) -> int:
 
 
 def cmd_review_action(args, settings) -> int:
-    queue = app.open_queue(settings)
-    ids = review_mod.select_task_ids(queue, args.where, args.task_ids)
-    if not ids:
+    res = app.review_action(settings, args.action, args.where, args.task_ids, args.reviewer,
+                            args.note)
+    if res is None:
         print("no task matches; nothing changed")
         return EXIT_OK
-    res = review_mod.apply_action(queue, args.action, ids, args.reviewer, args.note,
-                                  settings.review.reviews_required)
     print(f"{args.action}: {res.recorded} task(s) recorded, {res.changed} changed status")
     return EXIT_OK
 
 
 def cmd_review_list(args, settings) -> int:
-    cols, rows = review_mod.list_tasks(app.open_queue(settings), args.where, args.limit)
+    cols, rows = app.review_list(settings, args.where, args.limit)
     print(format_rows(cols, rows, args.format))
     return EXIT_OK
 
 
 def cmd_review_show(args, settings) -> int:
-    t = review_mod.show_task(app.open_queue(settings), args.task_id)
+    t = app.review_show(settings, args.task_id)
     if args.format == "json":
         print(json.dumps(t, default=_jsonable, indent=2))
         return EXIT_OK
@@ -248,13 +252,12 @@ def _indent(text: str) -> str:
 
 
 def cmd_review_edit(args, settings) -> int:
-    queue = app.open_queue(settings)
     if args.file:
         edited = Path(args.file).read_text(encoding="utf-8")
     else:
-        current = review_mod.task_content(review_mod.show_task(queue, args.task_id))
+        current = app.review_content(settings, args.task_id)
         edited = _edit_in_editor(json.dumps(current, indent=2, ensure_ascii=False) + "\n")
-    revision = review_mod.save_edit(queue, args.task_id, edited, args.reviewer, args.note)
+    revision = app.review_edit(settings, args.task_id, edited, args.reviewer, args.note)
     print(f"{args.task_id}: saved as revision {revision}")
     return EXIT_OK
 
@@ -271,15 +274,14 @@ def _edit_in_editor(text: str) -> str:
     try:
         code = subprocess.call([*shlex.split(editor), path])
         if code != 0:
-            raise review_mod.ReviewError(f"the editor ({editor}) exited with {code}; nothing saved")
+            raise ReviewError(f"the editor ({editor}) exited with {code}; nothing saved")
         return Path(path).read_text(encoding="utf-8")
     finally:
         Path(path).unlink(missing_ok=True)
 
 
 def cmd_review_agreement(args, settings) -> int:
-    from .agreement import agreement
-    pairs, fleiss = agreement(review_mod.ratings(app.open_queue(settings)))
+    pairs, fleiss = app.review_agreement(settings)
     if not pairs:
         print("no two reviewers have rated the same task yet")
         return EXIT_OK
@@ -446,9 +448,14 @@ def build_parser() -> argparse.ArgumentParser:
     it.set_defaults(func=cmd_init)
 
     s = sub.add_parser("sql", parents=[common], help="run a read-only SQL query on the queue",
-                       description="Open the queue read-only and run one SQL statement.")
+                       description="Open the queue read-only and run one reading SQL statement "
+                       "(SELECT, EXPLAIN, PRAGMA, CALL). Writing, reading other files, ATTACH and "
+                       "extensions are refused; --out FILE writes the result.")
     s.add_argument("query", help='e.g. "SELECT * FROM review_queue LIMIT 10"')
-    s.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    s.add_argument("--format", choices=["table", "csv", "json", "parquet"], default="table",
+                   help="how to print (table, csv, json), or with --out the file's format "
+                   "(csv, json lines, parquet; default: from the file name)")
+    s.add_argument("--out", metavar="FILE", help="write the result to FILE instead of printing it")
     s.set_defaults(func=cmd_sql)
 
     rv = sub.add_parser("review", parents=[common], help="approve, reject or mark tasks",
@@ -564,8 +571,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("synth: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except BrokenPipeError:
-        return EXIT_OK
+    except OSError as exc:  # a file or folder at the command's edge: one clear line
+        if isinstance(exc, BrokenPipeError):
+            return EXIT_OK
+        where = f": {exc.filename}" if getattr(exc, "filename", None) else ""
+        print(f"synth: {exc.strerror or exc}{where}", file=sys.stderr)
+        return EXIT_ERROR
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,9 +1,9 @@
 """Approved tasks -> JSONL / Parquet, a dataset card and a manifest.
 
-The records are assembled and written by DuckDB (one query, sorted by task id, written with
-one thread), so the same approved set gives byte-identical files, at C speed. The card's date
-is the newest review, not the time of export. Task text was scrubbed of secrets when it was
-stored (by the rewriters and by `review edit`), so nothing is scrubbed here.
+The records are assembled and written by DuckDB (queue/exports.py), so the same approved set
+gives byte-identical files. The card's date is the newest review, not the time of export.
+Task text was scrubbed of secrets when it was stored (by the rewriters and by `review edit`),
+so nothing is scrubbed here.
 """
 
 from __future__ import annotations
@@ -17,48 +17,7 @@ from pathlib import Path
 
 from . import queue as q
 from .errors import ExportError
-
-SUBTASK_TYPE = ("STRUCT(title VARCHAR, goal VARCHAR, constraints VARCHAR[], deliverables VARCHAR[], "
-                "acceptance_criteria VARCHAR[])[]")
-NL = "chr(10)"
-
-# the AgencyBench text form of a task, rendered in SQL from the record's columns
-_AGENCYBENCH = f"""
-    '# ' || title || {NL} || {NL} || trim(background) || {NL} || {NL} || trim(query) || {NL} || {NL} ||
-    (SELECT string_agg(
-        'Subtask ' || i || ': ' || s.title || {NL} || 'Goal: ' || s.goal || {NL} ||
-        'Constraints:' || {NL} || '- ' || array_to_string(s.constraints, {NL} || '- ') || {NL} ||
-        'Deliverables:' || {NL} || '- ' || array_to_string(s.deliverables, {NL} || '- ') || {NL} ||
-        'Acceptance Criteria:' || {NL} || '- ' || array_to_string(s.acceptance_criteria, {NL} || '- '),
-        {NL} || {NL} ORDER BY i)
-     FROM (SELECT unnest(subtasks) AS s, generate_subscripts(subtasks, 1) AS i)) || {NL}"""
-
-RECORDS = """
-WITH rev AS (
-    SELECT task_id,
-           count(DISTINCT reviewer) FILTER (WHERE action = 'approve') AS approvals,
-           list(DISTINCT reviewer ORDER BY reviewer) FILTER (WHERE action = 'approve') AS reviewers,
-           max(acted_at) AS last_reviewed_at,
-           list(note ORDER BY event_id) FILTER (WHERE note IS NOT NULL) AS notes
-    FROM review_events GROUP BY task_id
-), rec AS (
-    SELECT t.task_id, t.repo, t.number AS pr_number, t.pr_url, t.base_sha, t.merge_sha,
-           strftime(t.merged_at, '%Y-%m-%dT%H:%M:%S') AS merged_at, t.license,
-           t.title, t.category, t.difficulty, t.background, t.query,
-           CAST(t.subtasks AS {subtask_type}) AS subtasks,
-           t.modified_files, t.related_files, t.flags, t.confidence, t.judge_score,
-           t.rewriter, t.model, t.prompt_version, t.revision,
-           {{'approvals': coalesce(r.approvals, 0),
-             'reviewers': coalesce(r.reviewers, []::VARCHAR[]),
-             'last_reviewed_at': strftime(r.last_reviewed_at, '%Y-%m-%dT%H:%M:%S'),
-             'notes': coalesce(r.notes, []::VARCHAR[])}} AS review,
-           CASE WHEN list_contains(?::VARCHAR[], t.repo) THEN 'test' ELSE 'train' END AS split,
-           r.last_reviewed_at AS reviewed
-    FROM approved_tasks t LEFT JOIN rev r USING (task_id)
-    WHERE ({since}) AND NOT list_contains(?::VARCHAR[], t.repo || '#' || t.number)
-)
-SELECT * EXCLUDE (reviewed), {text} AS text FROM rec
-"""
+from .queue.exports import Records, approved_repos
 
 
 @dataclass(frozen=True)
@@ -85,47 +44,31 @@ def export(queue: q.Queue, out: Path, fmt: str = "jsonl", since: date | None = N
         raise ExportError(f"unknown format {fmt!r} (jsonl or parquet)")
     if test_fraction is not None and not 0 <= test_fraction < 1:
         raise ExportError("--split-by-repo takes a test fraction between 0 and 1")
-    test = []
-    if test_fraction:
-        _, rows = queue.query("SELECT DISTINCT repo FROM approved_tasks", wait=queue.busy_timeout)
-        test = split_repos([r[0] for r in rows], test_fraction)
-    sql = RECORDS.format(subtask_type=SUBTASK_TYPE,
-                         since="r.last_reviewed_at >= ?::DATE" if since else "?::DATE IS NULL",
-                         text=_AGENCYBENCH if style == "agencybench" else "NULL::VARCHAR")
-    params = [test, since.isoformat() if since else None,
-              sorted(f"{r}#{n}" for r, n in (exclude or ()))]
-    out.mkdir(parents=True, exist_ok=True)
-    counts = dict(queue.query(f"SELECT split, count(*) FROM ({sql}) GROUP BY split", params,
-                              wait=queue.busy_timeout)[1])
+    test = split_repos(approved_repos(queue), test_fraction) if test_fraction else []
+    records = Records(test, since, exclude, style)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ExportError(f"cannot create the export folder {out}: {exc.strerror}") from None
+    counts = records.counts(queue)
     files: list[Path] = []
     for split in sorted(counts) or ["train"]:
         path = out / f"{split}.{fmt}"
-        queue.copy_to(f"SELECT * EXCLUDE (split), '{split}' AS split FROM ({sql}) "
-                      f"WHERE split = '{split}' ORDER BY task_id", params, path, fmt)
+        records.write(queue, split, path, fmt)
         files.append(path)
-    summary = _summary(queue, sql, params)
+    summary = records.summary(queue)
     card = out / "README.md"
-    card.write_text(dataset_card(summary, fmt, files), encoding="utf-8")
-    files.append(card)
     manifest = out / "manifest.json"
-    manifest.write_text(json.dumps(_manifest(files, sum(counts.values())), indent=2,
-                                   sort_keys=True) + "\n", encoding="utf-8")
+    try:
+        card.write_text(dataset_card(summary, fmt, files), encoding="utf-8")
+        files.append(card)
+        manifest.write_text(json.dumps(_manifest(files, sum(counts.values())), indent=2,
+                                       sort_keys=True) + "\n", encoding="utf-8")
+    except OSError as exc:
+        raise ExportError(f"cannot write the export's card or manifest in {out}: "
+                          f"{exc.strerror}") from None
     files.append(manifest)
     return ExportResult(sum(counts.values()), files, counts)
-
-
-def _summary(queue: q.Queue, sql: str, params: list) -> dict:
-    out: dict = {}
-    for key, expr in (("repo", "repo"), ("category", "category"), ("difficulty", "difficulty"),
-                      ("rewriter", "rewriter"), ("split", "split"),
-                      ("licence", "coalesce(license, 'unknown')")):
-        _, rows = queue.query(f"SELECT {expr} AS k, count(*) FROM ({sql}) GROUP BY k "
-                              "ORDER BY count(*) DESC, k", params, wait=queue.busy_timeout)
-        out[key] = rows
-    _, rows = queue.query(f"SELECT count(*), max(review.last_reviewed_at) FROM ({sql})", params,
-                          wait=queue.busy_timeout)
-    out["count"], out["newest"] = rows[0]
-    return out
 
 
 def _manifest(files: list[Path], count: int) -> dict:

@@ -286,6 +286,26 @@ def _substance_verdicts(sub, cfg: dict, test_lines: int) -> list[Verdict]:
     return out
 
 
+def worth_patches(pr: PullRequest, rules: Rules) -> bool:
+    """The metadata pre-filter a source asks before it fetches a PR's patches: False when a
+    rule that needs no patch text drops the PR anyway (a bot, a title or label, too many
+    files or lines, only docs or CI files). The PR is decided once, with its patches, by
+    ``decide``; this only saves fetching what cannot be kept."""
+    if pr.author_is_bot or (rules.bots and rules.bots.search(pr.author or "")):
+        return False
+    if any(rx.search(pr.title or "") for _, rx in rules.titles):
+        return False
+    if any(rx.search(lb) for _, rx in rules.labels for lb in pr.labels):
+        return False
+    s = rules.size
+    if pr.changed_files > s["max_files"] or pr.additions + pr.deletions > s["max_changed_lines"]:
+        return False
+    if not pr.files:
+        return pr.changed_files > 0  # the file list is unknown: fetch and see
+    classes = {rules.classify(f.path) for f in pr.files}
+    return not classes <= rules.trivial_alone
+
+
 def decide(pr: PullRequest, rules: Rules) -> Decision:
     metrics, verdicts = analyze(pr, rules)
     codes = [x.code for x in verdicts if x.fired and x.code]

@@ -20,7 +20,6 @@ FileStatus = Literal["added", "modified", "deleted", "renamed", "copied", "type_
 SourceKind = Literal["git", "github", "demo"]
 Rewriter = Literal["template", "llm"]
 TaskStatus = Literal["pending", "approved", "rejected", "needs_edit", "skipped"]
-ReviewAction = Literal["approve", "reject", "needs-edit", "skip", "edit"]
 RunStatus = Literal["running", "ok", "partial", "failed", "interrupted"]
 Category = Literal[
     "algorithm", "app", "llm-app", "backend", "ui", "frontend",
@@ -288,8 +287,12 @@ class Batch:
     resolved: list[tuple[str, str, int]] = field(default_factory=list)  # (stage, repo, number)
     cursors: list[Cursor] = field(default_factory=list)
     run: dict | None = None  # the run record as it stands
+    # counter deltas (slash keys) the run's stats take on when this batch is written; they
+    # travel with the rows they count, so the run record never counts what was not saved
+    counts: dict[str, int] = field(default_factory=dict)
 
     def __len__(self) -> int:
+        """Rows the batch writes (counts alone write nothing)."""
         return (len(self.repos) + len(self.pull_requests) + len(self.decisions)
                 + len(self.tasks) + len(self.failures) + len(self.resolved)
                 + len(self.cursors) + (1 if self.run else 0))
@@ -323,6 +326,8 @@ def merge_batches(batches: list[Batch]) -> list[Batch]:
         cur.resolved += b.resolved
         cur.cursors += b.cursors
         cur.run = b.run or cur.run
+        for k, n in b.counts.items():
+            cur.counts[k] = cur.counts.get(k, 0) + n
         resolved |= {(st, r or "", n or 0) for st, r, n in b.resolved}
         failed |= keys
     return out
@@ -351,6 +356,14 @@ class RunSummary:
 
     def inc(self, key: str, n: int = 1) -> None:
         self.counts[key] = self.counts.get(key, 0) + n
+
+    def take(self, batch: "Batch") -> None:
+        """A written batch's counters and failures become the run's."""
+        for k, n in batch.counts.items():
+            self.counts[k] = self.counts.get(k, 0) + n
+        for f in batch.failures:
+            self.failures.append(f)
+            self.inc(f"{f.stage}/failed/{f.reason}")
 
 
 @dataclass(slots=True)

@@ -1,9 +1,18 @@
-"""One run: sources -> filter -> rewrite -> queue, in batches, with a run record.
+"""One run: the stages under one owner.
 
-The pipeline is the only place that knows the order of the stages. Each batch of PRs is
-filtered, its kept PRs rewritten, and the whole batch (PRs, files, decisions, tasks,
-failures, cursors, the run record) written to the queue in one transaction. A run first
-finishes old work (spooled batches, kept PRs that still lack a task) before it fetches new.
+A ``RunContext`` owns what a run shares: its id, the clock (every wait, and the stop flag),
+the options, the queue, the writer (which owns the run's stats) and the progress display.
+``Pipeline.run`` starts the stages (stages.py) on threads of their own, watches them, and
+ends the run:
+
+    crawl   ──batches──►  writer  ──►  queue          (rows, cursors, counters, one by one)
+    rewrite ◄─pending work─ queue;  rewrite ──tasks──►  writer
+
+A run first ingests what an earlier run left in the spool and marks runs that died as
+interrupted; it finishes old work (kept PRs without a task) alongside new. A stop request
+(SIGINT/SIGTERM through the clock) ends every wait at once; what is complete is saved,
+requests in flight are abandoned (retried by the next run), and the run ends as
+``interrupted`` within seconds.
 """
 
 from __future__ import annotations
@@ -12,42 +21,24 @@ import contextlib
 import logging
 import os
 import sys
-import time
+import threading
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Callable, Iterable, Iterator, Protocol
+from typing import Callable
 
 from . import queue as q
-from .errors import QueueBusy, SourceError, SynthError
-from .sources.ratelimit import BudgetExhausted, RateLimitWaitTooLong
-from .filtering import INFO_CODES, Rules, decide
-from .models import (Batch, Cursor, Decision, Failure, PullRequest, Repo, RunSummary, SourceBatch,
-                     Task)
+from .clock import Clock
+from .errors import QueueBusy, Stopped, SynthError
+from .filtering import Rules
+from .models import Batch, Failure, RunSummary
+from .queue.curation import dedupe_tasks
+from .stages import Crawl, Rewrite, Rewriter, Source
+from .writer import Writer
 
 log = logging.getLogger("synth.pipeline")
 
-RUN_RECORD_EVERY = 2.0  # seconds between updates of a running run's record
-
-
-class Source(Protocol):
-    """A source of PRs. ``batches`` skips PRs whose numbers are in ``known`` when it can."""
-
-    label: str
-
-    def repos(self) -> list[Repo]: ...
-
-    def batches(self, repo: Repo, known: set[int], batch_size: int, limit: int,
-                cursor: Cursor | None = None) -> Iterator[SourceBatch]: ...
-
-
-class Rewriter(Protocol):
-    name: str  # template | llm
-    model: str | None
-    prompt_version: str
-
-    def rewrite_many(self, prs: list[PullRequest], licenses: dict[str, str | None]
-                     ) -> list[Task | Failure]: ...
+STOP_GRACE = 1.0  # seconds the stages get to unwind after a stop, before they are abandoned
 
 
 @dataclass
@@ -57,7 +48,6 @@ class RunOptions:
     rewrite: bool = True
     config_hash: str | None = None
     source_label: str = ""
-    stop: Callable[[], bool] = lambda: False  # asked between batches (signals)
     exclusions: frozenset = frozenset()  # (repo, number) kept out of rewriting
     dedupe: bool = True  # flag near-duplicate tasks at the end of a run that wrote tasks
     progress: Callable[[str, int, int | None], None] | None = None
@@ -67,364 +57,175 @@ def _now() -> datetime:
     return datetime.now(timezone.utc).replace(tzinfo=None)
 
 
+@dataclass
+class RunContext:
+    """What the stages of one run share, owned by the run."""
+
+    queue: q.Queue
+    rules: Rules
+    options: RunOptions
+    clock: Clock
+    stats: RunSummary = field(default_factory=lambda: RunSummary(run_id=_new_run_id()))
+    started: datetime = field(default_factory=_now)
+    writer: Writer | None = None
+
+    @property
+    def run_id(self) -> str:
+        return self.stats.run_id
+
+    def run_row(self, status: str) -> dict:
+        """The run record as it stands (the writer's thread calls this: it owns stats)."""
+        s = self.stats
+        ended = status != "running"
+        return {"run_id": s.run_id, "started_at": self.started.isoformat(sep=" "),
+                "ended_at": _now().isoformat(sep=" ") if ended else None, "status": status,
+                "source": self.options.source_label, "config_hash": self.options.config_hash,
+                "pid": os.getpid(), "counts": dict(sorted(s.counts.items())),
+                "errors": [_failure_dict(f) for f in s.failures[-200:]]}
+
+    def progress(self, stage: str, done: int, total: int | None) -> None:
+        if self.options.progress:
+            self.options.progress(stage, done, total)
+
+    def stage_line(self, text: str) -> None:
+        p = self.options.progress
+        if p is not None and hasattr(p, "clear"):
+            p.clear()
+        log.info(text)
+
+
 class Pipeline:
     def __init__(self, queue: q.Queue, rules: Rules, rewriter: Rewriter | None,
-                 options: RunOptions):
-        self.queue = queue
-        self.rules = rules
+                 options: RunOptions, clock: Clock | None = None):
+        self.ctx = RunContext(queue, rules, options, clock or queue.clock)
         self.rewriter = rewriter if options.rewrite else None
-        self.opt = options
-        self.summary = RunSummary(run_id=_new_run_id())
-        self.started = _now()
-        self.spooled = 0
-        self._resolved: set[tuple[str, int]] = set()  # (repo, 0): source failures resolved
-        self._repos_written: set[Repo] = set()  # repo rows as written in this run
-        self._run_written = float("-inf")  # when the run record last went to the writer
-        self._writer = _Writer(self._write_now)
 
-    # -- run record
+    @property
+    def summary(self) -> RunSummary:
+        return self.ctx.stats
 
-    def _run_row(self, status: str, ended: bool = False) -> dict:
-        s = self.summary
-        return {
-            "run_id": s.run_id, "started_at": self.started.isoformat(sep=" "),
-            "ended_at": _now().isoformat(sep=" ") if ended else None, "status": status,
-            "source": self.opt.source_label, "config_hash": self.opt.config_hash,
-            "pid": os.getpid(), "counts": dict(sorted(s.counts.items())),
-            "errors": [_failure_dict(f) for f in s.failures[-200:]],
-        }
-
-    def _write(self, batch: Batch) -> None:
-        """Hand a batch to the background writer (writes happen in order, one at a time).
-        The run record rides along at most every RUN_RECORD_EVERY seconds: each table a
-        write touches costs a statement, and a fast crawl hands over several batches a
-        second."""
-        batch.run_id = self.summary.run_id
-        now = time.monotonic()
-        if now - self._run_written >= RUN_RECORD_EVERY:
-            batch.run = self._run_row("running")
-            self._run_written = now
-        self._writer.put(batch)
-
-    def _flush(self) -> None:
-        """Wait until every handed-over batch is written (before reading the queue)."""
-        self._writer.flush()
-
-    def _write_now(self, batches: list[Batch], then=None) -> q.WriteResult:
-        # once the file was found busy, later batches spool quickly instead of each waiting
-        wait = min(0.5, self.queue.busy_timeout) if self.spooled else None
-        result = self.queue.write_many(batches, wait=wait, then=then)
-        self.summary.inc("queue/batches", len(batches))
-        self.spooled = result.spooled
-        if result.spooled:
-            self.summary.counts["queue/spooled_pending"] = result.spooled
-        else:
-            self.summary.counts.pop("queue/spooled_pending", None)
-        if result.ingested > len(batches):
-            self.summary.inc("queue/ingested_from_spool", result.ingested - len(batches))
-        return result
-
-    # -- stages
-
-    def run(self, sources: Iterable[Source]) -> RunSummary:
+    def run(self, sources: list[Source]) -> RunSummary:
+        ctx = self.ctx
         # one connection serves back-to-back writes and reads; it is let go whenever the
         # writer has been idle for a moment, and at least every few seconds
-        with self.queue.holding() as held, _quick_thread_handoff():
-            self._writer.on_idle = held.release
-            return self._run(sources)
+        with ctx.queue.holding() as held, _quick_thread_handoff():
+            rewrite: Rewrite | None = None
+            crawl: Crawl | None = None
 
-    def _run(self, sources: Iterable[Source]) -> RunSummary:
-        s = self.summary
-        # the run record, any batch an earlier run left spooled, and the runs that died
-        # without finishing (we hold the run lock), in one connection
-        first = Batch(run_id=s.run_id, run=self._run_row("running"))
-        abandoned = self._write_now([first], then=lambda con: q.abandon_runs(con, s.run_id)).then
+            def written(batches: list[Batch]) -> None:
+                if rewrite is not None and any(d.kept for b in batches for d in b.decisions):
+                    rewrite.new_work.set()
+
+            ctx.writer = Writer(ctx.queue, ctx.stats, ctx.run_row, ctx.clock,
+                                on_idle=held.release, on_written=written)
+            try:
+                self._start()
+                crawl = Crawl(ctx, list(sources))
+                if self.rewriter is not None:
+                    rewrite = Rewrite(ctx, self.rewriter, crawl.done)
+                self._stages(crawl, rewrite)
+            except KeyboardInterrupt:
+                ctx.stats.status = "interrupted"
+                raise
+            except Stopped:
+                ctx.stats.status = "interrupted"
+            except SynthError as exc:
+                ctx.stats.status = "failed"
+                ctx.stats.failures.append(Failure("run", "error", str(exc)))
+                raise
+            except Exception as exc:
+                ctx.stats.status = "failed"
+                ctx.stats.failures.append(Failure("run", "crash", f"{type(exc).__name__}: {exc}"))
+                raise
+            finally:
+                self._finish(crawl, rewrite)
+        return ctx.stats
+
+    def _start(self) -> None:
+        """The run record, any batch an earlier run left spooled, and the runs that died
+        without finishing (we hold the run lock), in one connection."""
+        ctx = self.ctx
+        first = Batch(run_id=ctx.run_id, run=ctx.run_row("running"))
+        abandoned = ctx.queue.write_many([first], then=lambda con: q.abandon_runs(con, ctx.run_id)).then
         if abandoned:
             log.warning("%d earlier run(s) ended without finishing (crash or kill); their "
                         "work is resumed now", abandoned)
+
+    def _stages(self, crawl: Crawl, rewrite: Rewrite | None) -> None:
+        ctx = self.ctx
+        threads = [threading.Thread(target=crawl.run, name="synth-crawl", daemon=True)]
+        if rewrite is not None:
+            threads.append(threading.Thread(target=rewrite.run, name="synth-rewrite", daemon=True))
+        for t in threads:
+            t.start()
+        stages = [crawl] + ([rewrite] if rewrite is not None else [])
         try:
-            self._backlog()
-            for source in sources:
-                if self.opt.stop():
-                    break
-                self._crawl(source)
-            self._flush()
-            if s.counts.get("rewrite/tasks") and self.opt.dedupe and not self.opt.stop():
-                self._dedupe()
-            if self.opt.stop():
-                s.status = "interrupted"
-            else:
-                s.status = "partial" if s.failures else "ok"
-        except KeyboardInterrupt:
-            s.status = "interrupted"
+            for stage in stages:  # the rewrite stage ends after the crawl
+                while not ctx.clock.wait(stage.done, 1.0):
+                    pass
+                if stage.error is not None:
+                    ctx.clock.stop("a stage failed")  # the other stages wind down too
+                    raise stage.error
+        except Stopped:
+            deadline = ctx.clock.monotonic() + STOP_GRACE
+            for t in threads:  # a moment to unwind; whatever is still busy is abandoned
+                t.join(max(0.0, deadline - ctx.clock.monotonic()))
             raise
-        except SynthError as exc:
-            s.status = "failed"
-            s.failures.append(Failure("run", "error", str(exc)))
-            raise
-        except Exception as exc:
-            s.status = "failed"
-            s.failures.append(Failure("run", "crash", f"{type(exc).__name__}: {exc}"))
-            raise
-        finally:
-            try:
-                self._writer.close()
-            except Exception as exc:  # reported, never masking the run's own outcome
-                log.error("a batch could not be written: %s", exc)
-                s.failures.append(Failure("queue", "write_failed", str(exc)))
-                s.status = "failed" if s.status in ("ok", "partial") else s.status
-            final = Batch(run_id=s.run_id, run=self._run_row(s.status, ended=True))
-            try:
-                res = self.queue.write(final)
-                if res.spooled:
-                    s.counts["queue/spooled_pending"] = res.spooled
-            except SynthError as exc:  # never mask the run's own outcome
-                log.error("could not write the run record: %s", exc)
-        return s
-
-    def _backlog(self) -> None:
-        """Kept PRs that still lack a task (a crash, a failed rewrite, a new model)."""
-        if not self.rewriter:
-            return
-        r = self.rewriter
-        self._flush()
-        try:
-            keys = [k for k in q.pending_rewrites(self.queue, r.name, r.model, r.prompt_version)
-                    if k not in self.opt.exclusions]
-            licenses = q.repo_licenses(self.queue) if keys else {}
-        except QueueBusy:
-            log.warning("the queue is busy: the rewrite backlog waits for the next run")
-            return
-        if not keys:
-            return
-        before = self.summary.counts.get("rewrite/tasks", 0)
-        for i in range(0, len(keys), self.opt.batch_size):
-            if self.opt.stop():
-                return
-            self._flush()
-            try:
-                prs = q.load_pull_requests(self.queue, keys[i:i + self.opt.batch_size])
-            except QueueBusy:
-                log.warning("the queue is busy: the rest of the rewrite backlog waits")
-                return
-            batch = Batch()
-            self._rewrite(prs, batch, licenses)
-            self._write(batch)
-            self._progress("backlog: rewrite", min(i + self.opt.batch_size, len(keys)), len(keys))
-        self._stage_line(f"backlog: {len(keys)} kept PRs without a task, "
-                         f"{self.summary.counts.get('rewrite/tasks', 0) - before} tasks written")
-
-    def _crawl(self, source: Source) -> None:
-        s = self.summary
-        try:
-            repos = source.repos()
-        except SourceError as exc:
-            self._fail(Failure("source", "unavailable", str(exc), transient=True))
-            return
-        for repo in repos:
-            if self.opt.stop():
-                return
-            self._flush()
-            known, cursor = q.crawl_state(self.queue, repo.full_name, self.rules.version,
-                                          getattr(source, "kind", "git"))
-            if known is None:
-                log.warning("the queue is busy: %s is read in full (writes are idempotent)",
-                            repo.full_name)
-                known = set()
-            s.inc("source/repos")
-            licenses = {repo.full_name: repo.license}
-            mark = dict(s.counts)
-            done = 0
-            try:
-                for sb in source.batches(repo, known, self.opt.batch_size, self.opt.limit, cursor):
-                    self._handle(sb, licenses, repo)
-                    done += len(sb.prs)
-                    self._progress(f"crawl {repo.full_name}", done, sb.total)
-                    if self.opt.stop():
-                        break
-            except SourceError as exc:
-                self._fail(Failure("source", _reason(exc), str(exc), repo=repo.full_name,
-                                   transient=getattr(exc, "transient", False)))
-                self._write(Batch(failures=[s.failures[-1]]))
-                log.error("%s: %s", repo.full_name, exc)
-                if isinstance(exc, (BudgetExhausted, RateLimitWaitTooLong)):
-                    return  # the rest waits for the next run; cursors are saved
-            d = {k: s.counts.get(k, 0) - mark.get(k, 0) for k in
-                 ("source/prs", "filter/kept", "filter/dropped", "rewrite/tasks")}
-            self._stage_line(f"crawl {repo.full_name}: {d['source/prs']} new PRs, "
-                             f"{d['filter/kept']} kept, {d['filter/dropped']} dropped, "
-                             f"{d['rewrite/tasks']} tasks written")
-
-    def _handle(self, sb: SourceBatch, licenses: dict[str, str | None], repo: Repo) -> None:
-        s = self.summary
-        if sb.repo:
-            licenses[sb.repo.full_name] = sb.repo.license
-        for k, v in sb.counts.items():
-            s.inc(k, v)
-        row = sb.repo or repo
-        batch = Batch(repos=[] if row in self._repos_written else [row],
-                      pull_requests=list(sb.prs),
-                      cursors=[sb.cursor] if sb.cursor else [], failures=list(sb.failures))
-        self._repos_written.add(row)
-        if (repo.full_name, 0) not in self._resolved:  # an earlier failure of this repo is over
-            batch.resolved.append(("source", repo.full_name, 0))
-            self._resolved.add((repo.full_name, 0))
-        for f in sb.failures:
-            self._fail(f)
-        kept: list[PullRequest] = []
-        for pr in sb.prs:
-            s.inc("source/prs")
-            d = decide(pr, self.rules)
-            if pr.key in self.opt.exclusions:
-                d = Decision(pr.repo, pr.number, False, ("excluded",) + tuple(
-                    r for r in d.reasons if r != "substantive"), d.filter_version, d.metrics)
-            batch.decisions.append(d)
-            _count_decision(s, d)
-            if d.kept:
-                kept.append(pr)
-        if kept and self.rewriter:
-            self._rewrite(kept, batch, licenses)
-        self._write(batch)
-
-    def _progress(self, stage: str, done: int, total: int | None) -> None:
-        if self.opt.progress:
-            self.opt.progress(stage, done, total)
-
-    def _stage_line(self, text: str) -> None:
-        if self.opt.progress and hasattr(self.opt.progress, "clear"):
-            self.opt.progress.clear()
-        log.info(text)
-
-    def _rewrite(self, prs: list[PullRequest], batch: Batch,
-                 licenses: dict[str, str | None]) -> None:
-        s = self.summary
-        for result in self.rewriter.rewrite_many(prs, licenses):
-            if isinstance(result, Failure):
-                self._fail(result)
-                batch.failures.append(result)
-            else:
-                batch.tasks.append(result)
-                batch.resolved.append(("rewrite", result.provenance.repo,
-                                       result.provenance.pr_number))
-                s.inc("rewrite/tasks")
-                s.inc("llm/tokens/in", result.usage.prompt_tokens)
-                s.inc("llm/tokens/out", result.usage.completion_tokens)
-                s.inc("llm/calls", result.usage.calls)
-                s.inc("llm/cost_microusd", round(result.usage.cost_usd * 1_000_000))
+        ctx.writer.flush()
+        if ctx.stats.counts.get("rewrite/tasks") and ctx.options.dedupe:
+            self._dedupe()
+        ctx.stats.status = "partial" if ctx.stats.failures else "ok"
 
     def _dedupe(self) -> None:
+        ctx = self.ctx
         try:
-            res = q.dedupe_tasks(self.queue)
+            res = dedupe_tasks(ctx.queue)
         except QueueBusy:
             log.warning("near-duplicate check skipped: the queue is busy (run `synth dedupe`)")
             return
         for kind, n in res.flagged.items():
-            self.summary.counts[f"dedupe/flagged/{kind}"] = n
-        self._stage_line(f"dedupe: {res.signed} new tasks signed, "
-                         f"{sum(res.flagged.values())} tasks flagged as near-duplicates")
+            ctx.stats.counts[f"dedupe/flagged/{kind}"] = n
+        ctx.stage_line(f"dedupe: {res.signed} new tasks signed, "
+                       f"{sum(res.flagged.values())} tasks flagged as near-duplicates")
 
-    def _fail(self, f: Failure) -> None:
-        self.summary.failures.append(f)
-        self.summary.inc(f"{f.stage}/failed/{f.reason}")
-
-
-class _Writer:
-    """Writes batches on a background thread, in order, so that reading and filtering the
-    next batch overlaps with DuckDB ingesting this one. At most ``depth`` batches wait in
-    memory; an error is raised on the caller's next put or flush. A batch still in memory
-    when the process is killed was never acknowledged: nothing it holds (cursors included)
-    reached the queue, so the next run redoes it."""
-
-    def __init__(self, write: Callable[[list[Batch]], None], depth: int = 4,
-                 idle_after: float = 0.5):
-        import queue as stdqueue
-        import threading
-        self._write = write
-        self.idle_after = idle_after
-        self.on_idle: Callable[[], None] | None = None  # called when nothing came for a while
-        self._q: stdqueue.Queue = stdqueue.Queue(maxsize=depth)
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._loop, name="synth-writer", daemon=True)
-        self._thread.start()
-
-    def _loop(self) -> None:
-        import queue as stdqueue
-        while True:
-            try:
-                group = [self._q.get(timeout=self.idle_after)]
-            except stdqueue.Empty:
-                if self.on_idle is not None:
-                    try:
-                        self.on_idle()
-                    except BaseException as exc:  # handed to the main thread
-                        self._error = self._error or exc
-                continue
-            while group[-1] is not None:  # whatever else is waiting goes in the same connection
-                try:
-                    group.append(self._q.get_nowait())
-                except stdqueue.Empty:
-                    break
-            batches = [b for b in group if b is not None]
-            try:
-                if batches and self._error is None:
-                    self._write(batches)
-            except BaseException as exc:  # handed to the main thread
-                self._error = exc
-            finally:
-                for _ in group:
-                    self._q.task_done()
-            if group[-1] is None:
-                return
-
-    def _raise(self) -> None:
-        if self._error is not None:
-            err, self._error = self._error, None
-            raise err
-
-    def put(self, batch: Batch) -> None:
-        self._raise()
-        self._q.put(batch)
-
-    def flush(self) -> None:
-        self._q.join()
-        self._raise()
-
-    def close(self) -> None:
-        if self._thread.is_alive():
-            self._q.join()
-            self._q.put(None)
-            self._thread.join()
-        self._raise()
+    def _finish(self, crawl: Crawl | None, rewrite: Rewrite | None) -> None:
+        """Write what is complete and the run record as it ends; never mask the run's own
+        outcome."""
+        ctx = self.ctx
+        s = ctx.stats
+        if ctx.clock.stopping and s.status in ("running", "ok", "partial"):
+            s.status = "interrupted"
+        final = Batch(run_id=ctx.run_id)
+        if crawl is not None:
+            final.counts.update(crawl.final_counters())
+        if rewrite is not None and ctx.clock.stopping and rewrite.abandoned():
+            final.counts["rewrite/abandoned"] = rewrite.abandoned()
+            log.warning("%d rewrite(s) in flight were abandoned; the next run does them",
+                        rewrite.abandoned())
+        try:
+            res = ctx.writer.close(final)
+            if res is not None and res.spooled:
+                s.counts["queue/spooled_pending"] = res.spooled
+        except Exception as exc:  # reported, never masking the run's own outcome
+            log.error("a batch could not be written: %s", exc)
+            s.failures.append(Failure("queue", "write_failed", str(exc)))
+            if s.status in ("ok", "partial"):
+                s.status = "failed"
 
 
 @contextlib.contextmanager
 def _quick_thread_handoff(interval: float = 0.001):
     """A shorter GIL switch interval while a run lasts. The writer thread's DuckDB calls
-    give up the GIL and take it back several times each; with the filter thread busy in
+    give up the GIL and take it back several times each; with the crawl thread busy in
     Python, every take-back waits out a whole switch interval (5 ms by default), which made
-    a batch's write take five times as long as on an idle interpreter."""
+    a batch's write take five times as long (tests/benchmarks/bench_mining.py --no-handoff
+    shows it). Restored when the run ends."""
     before = sys.getswitchinterval()
     sys.setswitchinterval(min(before, interval))
     try:
         yield
     finally:
         sys.setswitchinterval(before)
-
-
-def _count_decision(s: RunSummary, d: Decision) -> None:
-    if d.kept:
-        s.inc("filter/kept")
-    else:
-        s.inc("filter/dropped")
-        for code in d.reasons:
-            if code not in INFO_CODES:
-                s.inc(f"filter/dropped/{code}")
-
-
-def _reason(exc: Exception) -> str:
-    """A stable snake_case reason code from an error type (RepositoryNotFound -> repository_not_found)."""
-    import re
-    return re.sub(r"(?<!^)(?=[A-Z])", "_", type(exc).__name__).lower()
 
 
 def _failure_dict(f: Failure) -> dict:

@@ -21,7 +21,7 @@ def loose(tmp_path):
     """Settings that keep every PR with code, so the 100-PR history gives plenty of tasks."""
     from synth.filtering import default_rules_path
     rules = tmp_path / "loose.toml"
-    rules.write_text("[size]\nmin_code_lines = 1\nmin_code_files = 1\nsingle_file_min_code_lines = 1\n")
+    rules.write_text("[substance]\nmin_logic_lines = 1\ntested_min_logic_lines = 1\n")
     cfg = tmp_path / "synth.toml"
     cfg.write_text(f'[filters]\nfiles = ["{default_rules_path()}", "{rules}"]\n\n[review]\nreviews_required = 1\n')
     return cfg
@@ -114,7 +114,7 @@ def test_edit_keeps_the_original(cli, history_100, db, tmp_path, loose):
     (tid,) = q(db, "SELECT task_id FROM tasks ORDER BY task_id LIMIT 1")[0]
     cli("review", "needs-edit", tid, "--reviewer", "ann", "--db", db)
     shown = json.loads(cli("review", "show", tid, "--db", db, "--format", "json").out)
-    from synth.review import task_content
+    from synth.queue.curation import task_content
     content = task_content(shown)
     original_title = content["title"]
     content["title"] = "A clearer title"

@@ -68,7 +68,7 @@ def test_rescore_after_a_rule_change_needs_no_source(cli, history_100, db, tmp_p
     before = q(db, "SELECT count(*) FILTER (WHERE kept), any_value(filter_version) FROM candidates")[0]
     from synth.filtering import default_rules_path
     loose = tmp_path / "loose.toml"
-    loose.write_text("[size]\nmin_code_lines = 1\nmin_code_files = 1\nsingle_file_min_code_lines = 1\n")
+    loose.write_text("[substance]\nmin_logic_lines = 1\ntested_min_logic_lines = 1\n")
     (tmp_path / "synth.toml").write_text(f'[filters]\nfiles = ["{default_rules_path()}", "{loose}"]\n')
     r = cli("filter", "--rescore", "--db", db)
     assert r.code == 0 and "rescored 100 PRs" in r.out

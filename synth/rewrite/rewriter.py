@@ -108,12 +108,14 @@ class LLMRewriter:
 
     # -- one PR
 
-    def rewrite_one(self, pr: PullRequest, license: str | None = None) -> Task | Failure:
+    def rewrite_one(self, pr: PullRequest, license: str | None = None,
+                    language: str | None = None) -> Task | Failure:
         """One PR: a schema-valid Task or a recorded Failure (never raises for the PR's
-        own sake; Stopped and configuration errors go up)."""
+        own sake; Stopped and configuration errors go up). ``language``: the repository's
+        primary language, for the prompt."""
         acc = _Usage()
         try:
-            spec = scrub_spec(self._generate(pr, acc))
+            spec = scrub_spec(self._generate(pr, acc, language or self.languages.get(pr.repo)))
             judge = self._judge(spec, pr, acc) if self.judge else None
         except RewriteError as exc:
             return Failure("rewrite", exc.reason, first_line(str(exc), 300), repo=pr.repo,
@@ -128,10 +130,10 @@ class LLMRewriter:
                     judge_score=judge.score if judge else None,
                     judge=judge.model_dump() if judge else None)
 
-    def _generate(self, pr: PullRequest, acc: "_Usage") -> TaskSpec:
+    def _generate(self, pr: PullRequest, acc: "_Usage", language: str | None = None) -> TaskSpec:
         messages, _ = task_messages(pr, self.rules, version=self.prompt_version,
                                     schema=TASK_SCHEMA, budget_tokens=self.budget,
-                                    language=self.languages.get(pr.repo),
+                                    language=language,
                                     prompts_dir=self.prompts_dir)
         spec, raw = self._ask_valid(messages, TaskSpec, TASK_SCHEMA, "coding_task", acc,
                                     self.max_tokens)

@@ -146,7 +146,8 @@ class TemplateRewriter:
 
     concurrency = 1  # pure and quick: no pool needed
 
-    def rewrite_one(self, pr: PullRequest, license: str | None = None) -> Task | Failure:
+    def rewrite_one(self, pr: PullRequest, license: str | None = None,
+                    language: str | None = None) -> Task | Failure:
         from pydantic import ValidationError
         try:
             return rewrite(pr, self.rules, license)

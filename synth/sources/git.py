@@ -28,6 +28,7 @@ from typing import Callable, Iterable, Iterator
 
 import git  # GitPython
 
+from ..clock import Clock
 from ..errors import EmptyHistory, NotAGitRepository, SourceError
 from ..models import Cursor, FileChange, PullRequest, Repo, SourceBatch
 
@@ -35,6 +36,14 @@ MERGE_RE = re.compile(r"^Merge pull request #(\d+)\b")
 SQUASH_RE = re.compile(r"\(#(\d+)\)\s*$")
 REMOTE_RE = re.compile(r"(?:github\.com|[\w.-]+)[:/]+([\w.-]+)/([\w.-]+?)(?:\.git)?/?$")
 
+# file extension -> language, as GitHub names it (for the prompt's "primary language")
+LANGUAGE_NAMES = {
+    "py": "Python", "go": "Go", "js": "JavaScript", "mjs": "JavaScript", "jsx": "JavaScript",
+    "ts": "TypeScript", "tsx": "TypeScript", "rs": "Rust", "java": "Java", "kt": "Kotlin",
+    "rb": "Ruby", "php": "PHP", "c": "C", "h": "C", "cc": "C++", "cpp": "C++", "hpp": "C++",
+    "cs": "C#", "swift": "Swift", "scala": "Scala", "ex": "Elixir", "exs": "Elixir",
+    "dart": "Dart", "lua": "Lua", "r": "R", "jl": "Julia", "hs": "Haskell", "clj": "Clojure",
+}
 MAX_PATCH_KEEP = 1 << 20  # keep at most 1 MiB of patch text per file; count the rest
 _SEP = "\x1e"  # record separator between commits in the listing pass
 _COMMIT = b"\x00\x00synth-commit\x00"
@@ -57,8 +66,10 @@ class PRCommit:
 class GitSource:
     """Reads PRs from a local clone (bare or not)."""
 
-    def __init__(self, path: str | Path, repo_name: str | None = None, ref: str | None = None):
+    def __init__(self, path: str | Path, repo_name: str | None = None, ref: str | None = None,
+                 clock: Clock | None = None):
         self.path = Path(path)
+        self.clock = clock or Clock()
         if not self.path.exists():
             raise SourceError(f"no such path: {self.path}")
         try:
@@ -96,7 +107,22 @@ class GitSource:
             branch = self._repo.head.reference.name
         except (TypeError, ValueError):
             pass
-        return Repo.parse(self.repo_name, default_branch=branch, source="git")
+        return Repo.parse(self.repo_name, default_branch=branch, source="git",
+                          language=self.primary_language())
+
+    def primary_language(self) -> str | None:
+        """The language most of the tracked source files are in (by file name), as GitHub
+        names it; None when no known source file is tracked. One `git ls-tree`."""
+        try:
+            out = self._git("ls-tree", "-r", "--name-only", self.ref or "HEAD")
+        except SourceError:
+            return None
+        counts: dict[str, int] = {}
+        for path in out.splitlines():
+            lang = LANGUAGE_NAMES.get(path.rpartition(".")[2].lower()) if "." in path else None
+            if lang:
+                counts[lang] = counts.get(lang, 0) + 1
+        return max(counts, key=lambda k: (counts[k], k)) if counts else None
 
     def _name_from_remote(self) -> str | None:
         try:
@@ -159,7 +185,7 @@ class GitSource:
         assert proc.stdin and proc.stdout
         proc.stdin.write(("\n".join(by_sha) + "\n").encode())
         proc.stdin.close()
-        blocks = _drained(proc.stdout)
+        blocks = _drained(proc.stdout, self.clock)
         try:
             names: dict[str, str] | None = None
 
@@ -180,7 +206,7 @@ class GitSource:
                 yield to_pr(pending, files_by_sha.pop(pending.sha, ()))
                 pending = next(order, None)
         finally:
-            if proc.poll() is None and blocks.gi_frame is not None:  # stopped early
+            if proc.poll() is None:  # stopped early (a stop, a limit, an error)
                 proc.kill()
             blocks.close()
             proc.stdout.close()
@@ -225,13 +251,15 @@ def _with_author(c: PRCommit, authors: dict[str, str]) -> PRCommit:
     return PRCommit(c.sha, c.parents, c.number, c.title, c.body, name, c.merged_at, c.style)
 
 
-def _drained(stream, max_blocks: int = 256) -> Iterator[bytes]:
+def _drained(stream, clock: Clock, max_blocks: int = 256) -> Iterator[bytes]:
     """The blocks of a pipe, read as fast as the writer gives them by a thread of their own.
 
     Parsing and filtering a batch take long enough for git to fill a pipe's 64 KiB and
     stop; a reader thread that keeps the pipe empty lets git run at its own speed on
     another core. At most ``max_blocks`` blocks of at most 1 MiB each (a pipe's worth) wait
     in memory: a few hundred milliseconds of git's output is all it takes to keep git busy.
+    A stop request (``clock``) ends a wait for git's output at once (Stopped); the caller's
+    cleanup kills git.
     """
     import os
     import queue
@@ -266,7 +294,11 @@ def _drained(stream, max_blocks: int = 256) -> Iterator[bytes]:
     reader.start()
     try:
         while True:
-            block = blocks.get()
+            try:
+                block = blocks.get(timeout=0.1)
+            except queue.Empty:
+                clock.check()
+                continue
             if isinstance(block, OSError):
                 raise SourceError(f"reading git's output failed: {block}")
             if not block:
@@ -474,8 +506,8 @@ class GitRepoSource:
     kind = "git"
 
     def __init__(self, path, repo_name: str | None = None, label: str | None = None,
-                 ref: str | None = None):
-        self.git = GitSource(path, repo_name, ref)
+                 ref: str | None = None, clock: Clock | None = None):
+        self.git = GitSource(path, repo_name, ref, clock)
         self.label = label or f"git:{path}"
         # listed while the queue opens; the PR authors of merge commits while patches stream
         self._listing = _Background(lambda: self.git.list_pr_commits(fix_authors=False))

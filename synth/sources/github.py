@@ -23,6 +23,7 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 from github import Auth, Github, GithubException
 
+from ..clock import Clock
 from ..config import GitHubSettings
 from ..errors import RepositoryNotFound, SourceError
 from ..models import Cursor, FileChange, LinkedIssue, PullRequest, Repo, SourceBatch
@@ -71,12 +72,14 @@ def _ts(value: str | None) -> datetime | None:
 class GitHubAPI:
     """The two transports, each call under the policy."""
 
-    def __init__(self, settings: GitHubSettings, tokens: list[str], policy: Policy | None = None):
+    def __init__(self, settings: GitHubSettings, tokens: list[str], policy: Policy | None = None,
+                 clock: Clock | None = None):
         self.settings = settings
+        clock = clock or Clock()
         self.policy = policy or Policy(
             tokens, concurrency=settings.concurrency, max_requests=settings.max_requests,
             max_wait=settings.max_wait, secondary_min_wait=settings.secondary_min_wait,
-            backoff=settings.backoff)
+            backoff=settings.backoff, clock=clock.time, sleep=clock.sleep)
         self._rest: dict[str, Github] = {}
         self._lock = threading.Lock()
         self._http = httpx.Client(timeout=settings.timeout, follow_redirects=False,
@@ -289,11 +292,11 @@ class GitHubSource:
 
     kind = "github"
 
-    def __init__(self, api: GitHubAPI, repos: list[str], wants_patch: Callable[[PullRequest], bool],
+    def __init__(self, api: GitHubAPI, repos: list[str], prefilter: Callable[[PullRequest], bool],
                  page_size: int = 50, label: str = "github"):
         self.api = api
         self.names = list(dict.fromkeys(r.strip() for r in repos if r.strip()))
-        self.wants_patch = wants_patch
+        self.prefilter = prefilter  # filtering.worth_patches: fetch patches only when True
         self.page_size = page_size
         self.label = label
         for n in self.names:
@@ -302,6 +305,12 @@ class GitHubSource:
 
     def repos(self) -> list[Repo]:
         return [Repo.parse(n, source="github") for n in self.names]
+
+    def counters(self) -> dict[str, int]:
+        """Requests, retries and waits so far (cumulative), for the run's stats."""
+        out = dict(self.api.policy.counts)
+        out["github/longest_wait_ms"] = int(self.api.policy.longest_wait * 1000)
+        return out
 
     def batches(self, repo: Repo, known: set[int], batch_size: int, limit: int,
                 cursor: Cursor | None = None) -> Iterator[SourceBatch]:
@@ -356,7 +365,7 @@ class GitHubSource:
         """PRs that pass the pre-filter get their patches. When the run's budget (or the
         longest allowed wait) runs out midway, the PRs still lacking patches are left out and
         the error is returned with the complete ones."""
-        wanted = [i for i, pr in enumerate(prs) if self.wants_patch(pr)]
+        wanted = [i for i, pr in enumerate(prs) if self.prefilter(pr)]
         if not wanted:
             return prs, None
         out: list[PullRequest | None] = list(prs)

@@ -1,4 +1,5 @@
-"""Curator actions on tasks: select, approve/reject/needs-edit/skip, with an audit log.
+"""Curation: curator actions on tasks (select, approve/reject/needs-edit/skip, edit, with an
+audit log), reviewer ratings, and near-duplicate flags.
 
 Every action changes status and appends to review_events in the same transaction. Status in
 the tasks table is the truth: a curator who sets it with a raw UPDATE is respected, and the
@@ -14,9 +15,13 @@ import json
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from .errors import ReviewError, SQLError
-from .models import ACTION_STATUS
-from .queue import Queue
+from typing import TYPE_CHECKING
+
+from ..errors import ReviewError, SQLError
+from ..models import ACTION_STATUS, DedupeResult
+
+if TYPE_CHECKING:
+    from .store import Queue
 
 
 @dataclass(frozen=True)
@@ -27,7 +32,7 @@ class ReviewResult:
     task_ids: list[str]
 
 
-def select_task_ids(queue: Queue, where: str | None, ids: list[str]) -> list[str]:
+def select_task_ids(queue: "Queue", where: str | None, ids: list[str]) -> list[str]:
     if bool(where) == bool(ids):
         raise ReviewError("name the tasks either with --where \"SQL predicate\" or with task "
                           "ids, not both and not neither")
@@ -49,7 +54,7 @@ def select_task_ids(queue: Queue, where: str | None, ids: list[str]) -> list[str
     return list(dict.fromkeys(ids))
 
 
-def apply_action(queue: Queue, action: str, task_ids: list[str], reviewer: str,
+def apply_action(queue: "Queue", action: str, task_ids: list[str], reviewer: str,
                  note: str | None = None, reviews_required: int = 1) -> ReviewResult:
     if action not in ACTION_STATUS:
         raise ReviewError(f"unknown action {action!r} ({', '.join(ACTION_STATUS)})")
@@ -87,7 +92,7 @@ LIST_COLUMNS = ("task_id", "repo", "number", "title", "category", "difficulty", 
                 "judge_score", "confidence", "rewriter", "dup_of")
 
 
-def list_tasks(queue: Queue, where: str | None = None, limit: int = 50) -> tuple[list[str], list[tuple]]:
+def list_tasks(queue: "Queue", where: str | None = None, limit: int = 50) -> tuple[list[str], list[tuple]]:
     sql = (f"SELECT {', '.join(LIST_COLUMNS)} FROM tasks"
            + (f" WHERE ({where})" if where else " WHERE status = 'pending'")
            + " ORDER BY judge_score DESC NULLS LAST, confidence DESC NULLS LAST, created_at, task_id"
@@ -99,7 +104,7 @@ def list_tasks(queue: Queue, where: str | None = None, limit: int = 50) -> tuple
                           f"{exc.message.removeprefix('SQL error: ')}") from None
 
 
-def show_task(queue: Queue, task_id: str) -> dict:
+def show_task(queue: "Queue", task_id: str) -> dict:
     cols, rows = queue.query("SELECT t.*, p.url AS pr_url, p.base_sha, p.merge_sha FROM tasks t "
                              "JOIN pull_requests p USING (repo, number) WHERE t.task_id = ?",
                              [task_id], wait=queue.busy_timeout)
@@ -133,13 +138,13 @@ def task_content(task: dict) -> dict:
     return out
 
 
-def save_edit(queue: Queue, task_id: str, edited_text: str, editor: str,
+def save_edit(queue: "Queue", task_id: str, edited_text: str, editor: str,
               note: str | None = None) -> int:
     """Validate an edited task (JSON) and store it as a new revision, keeping the one it
     replaces in task_revisions. Returns the new revision number."""
     from pydantic import ValidationError
-    from .models import TaskSpec
-    from .rewrite.guards import scrub_spec
+    from ..models import TaskSpec
+    from ..rewrite.guards import scrub_spec
     try:
         data = json.loads(edited_text)
     except ValueError as exc:
@@ -184,7 +189,7 @@ def save_edit(queue: Queue, task_id: str, edited_text: str, editor: str,
     return revision + 1
 
 
-def ratings(queue: Queue) -> dict[str, dict[str, str]]:
+def ratings(queue: "Queue") -> dict[str, dict[str, str]]:
     """Each reviewer's latest verdict per task: {task_id: {reviewer: action}}."""
     _, rows = queue.query(
         "SELECT task_id, reviewer, arg_max(action, event_id) FROM review_events "
@@ -194,3 +199,61 @@ def ratings(queue: Queue) -> dict[str, dict[str, str]]:
     for task_id, reviewer, action in rows:
         out.setdefault(task_id, {})[reviewer] = action
     return out
+
+
+# ---------------------------------------------------------------- near-duplicates
+
+def dedupe_tasks(queue: "Queue", threshold: float = 0.8):
+    """Sign tasks that have no MinHash signature yet, then flag every task whose query or
+    patch is a near-copy of an older task's. Signatures are stored, so a run pays only for
+    its new tasks."""
+    from ..dedupe import shingles, signature, twins_from_signatures
+    from ..diffs import changed_lines
+    res = DedupeResult()
+    if not queue.path.exists():
+        return res
+    with queue.connect(wait=queue.busy_timeout) as con:
+        todo = con.execute(
+            "SELECT t.task_id, t.query, t.repo, t.number FROM tasks t WHERE NOT EXISTS ("
+            "SELECT 1 FROM task_signatures s WHERE s.task_id = t.task_id)").fetchall()
+        patches: dict[tuple[str, int], list[str]] = {}
+        if todo:
+            rows = con.execute(
+                "SELECT f.repo, f.number, f.patch FROM pr_files f JOIN (SELECT DISTINCT repo, number "
+                "FROM tasks t WHERE NOT EXISTS (SELECT 1 FROM task_signatures s WHERE "
+                "s.task_id = t.task_id)) USING (repo, number) WHERE f.patch IS NOT NULL").fetchall()
+            for repo, number, patch in rows:
+                patches.setdefault((repo, number), []).extend(changed_lines(patch)[0])
+        new_rows = []
+        for task_id, query, repo, number in todo:
+            new_rows.append((task_id, "query", signature(shingles(query or ""))))
+            new_rows.append((task_id, "patch", signature(shingles("\n".join(
+                patches.get((repo, number), []))))))
+        con.execute("BEGIN TRANSACTION")
+        try:
+            if new_rows:
+                con.executemany("INSERT OR REPLACE INTO task_signatures VALUES (?, ?, ?)",
+                                [[t, k, list(s) if s else None] for t, k, s in new_rows])
+            res.signed = len(todo)
+            best: dict[str, tuple[str, str, float]] = {}
+            for kind in ("query", "patch"):
+                items = con.execute(
+                    "SELECT s.task_id, s.sig FROM task_signatures s JOIN tasks t USING (task_id) "
+                    "LEFT JOIN pull_requests p ON p.repo = t.repo AND p.number = t.number "
+                    "WHERE s.kind = ? ORDER BY p.merged_at NULLS LAST, t.created_at, t.task_id",
+                    [kind]).fetchall()
+                for tw in twins_from_signatures(items, threshold):
+                    if tw.item not in best or tw.similarity > best[tw.item][2]:
+                        best[tw.item] = (tw.twin_of, kind, tw.similarity)
+            con.execute("UPDATE tasks SET dup_of = NULL, dup_kind = NULL, dup_similarity = NULL "
+                        "WHERE dup_of IS NOT NULL")
+            if best:
+                con.executemany("UPDATE tasks SET dup_of = ?, dup_kind = ?, dup_similarity = ? "
+                                "WHERE task_id = ?", [[a, k, s, t] for t, (a, k, s) in best.items()])
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        for _, kind, _ in best.values():
+            res.flagged[kind] = res.flagged.get(kind, 0) + 1
+    return res

@@ -1,0 +1,170 @@
+"""Reads: every query a stage or a command runs on the queue, in one place.
+
+Curators' own SQL goes through ``Queue.query`` (``synth sql``, read-only, see curator_sql);
+everything synth itself asks the queue is a function here, named for what it answers. The
+tables and views these read are the curator contract in schema.sql.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING
+
+from ..errors import QueueBusy
+from ..models import Cursor, FileChange, LinkedIssue, PullRequest
+
+if TYPE_CHECKING:
+    from .store import Queue
+
+def _pr_from_row(row: dict, files: list[dict]) -> PullRequest:
+    issues = row["linked_issues"]
+    issues = json.loads(issues) if isinstance(issues, str) else (issues or [])
+    return PullRequest(
+        repo=row["repo"], number=row["number"], title=row["title"], body=row["body"],
+        author=row["author"] or "", merged_at=row["merged_at"], base_sha=row["base_sha"] or "",
+        merge_sha=row["merge_sha"] or "", url=row["url"] or "", labels=tuple(row["labels"] or ()),
+        linked_issues=tuple(LinkedIssue(i["number"], i.get("title", ""), i.get("body", ""))
+                            for i in issues),
+        files=tuple(FileChange(
+            path=f["path"], status=f["status"], additions=f["additions"],
+            deletions=f["deletions"], patch=f["patch"], binary=f["is_binary"],
+            old_path=f["old_path"], patch_bytes=f["patch_bytes"] or 0,
+            patch_truncated=f["patch_truncated"], undecodable=f["undecodable"]) for f in files),
+        author_is_bot=row["author_is_bot"], head_sha=row["head_sha"], source=row["source"],
+        additions_total=row["additions"], deletions_total=row["deletions"],
+        changed_files_total=row["changed_files"])
+
+
+def load_pull_requests(queue: "Queue", keys: list[tuple[str, int]]) -> list[PullRequest]:
+    """Full PRs (with files) for the given keys, in the order given."""
+    if not keys:
+        return []
+    with queue.connect(read_only=True) as con:
+        wanted = ("(SELECT unnest(?::VARCHAR[]) AS repo, unnest(?::INTEGER[]) AS number)")
+        params = [[k[0] for k in keys], [k[1] for k in keys]]
+        cur = con.execute(f"SELECT p.* FROM pull_requests p JOIN {wanted} w USING (repo, number)",
+                          params)
+        cols = [d[0] for d in cur.description]
+        prs = {(r[0], r[1]): dict(zip(cols, r)) for r in cur.fetchall()}
+        cur = con.execute(f"SELECT f.* FROM pr_files f JOIN {wanted} w USING (repo, number) "
+                          "ORDER BY f.repo, f.number, f.path", params)
+        fcols = [d[0] for d in cur.description]
+        files: dict[tuple[str, int], list[dict]] = {}
+        for r in cur.fetchall():
+            d = dict(zip(fcols, r))
+            files.setdefault((d["repo"], d["number"]), []).append(d)
+    return [_pr_from_row(prs[k], files.get(k, [])) for k in keys if k in prs]
+
+
+def crawl_state(queue: "Queue", repo: str, filter_version: str, source: str
+                ) -> tuple[set[int] | None, Cursor | None]:
+    """What a crawl of one repository starts from, in one connection: the PR numbers already
+    decided with this filter version (None when the queue is busy: the caller then re-reads
+    everything, as writes are idempotent), and the source's saved cursor."""
+    if not queue.path.exists():
+        return set(), None
+    try:
+        with queue.connect(read_only=True, wait=queue.busy_timeout) as con:
+            known = {r[0] for r in con.execute(
+                "SELECT number FROM decisions WHERE repo = ? AND filter_version = ?",
+                [repo, filter_version]).fetchall()}
+            row = con.execute("SELECT watermark, cursor, state FROM cursors WHERE repo = ? "
+                              "AND source = ?", [repo, source]).fetchone()
+    except QueueBusy:
+        return None, None
+    if not row:
+        return known, None
+    watermark, cur, state = row
+    state = json.loads(state) if isinstance(state, str) else (state or {})
+    return known, Cursor(repo, source, watermark, cur, state)
+
+
+def pending_rewrites(queue: "Queue", rewriter: str, model: str | None, prompt_version: str,
+                     repos: list[str] | None = None, limit: int = 0) -> list[tuple[str, int]]:
+    """Kept PRs (by their latest decision) that have no task for this rewriter yet."""
+    if not queue.path.exists():
+        return []
+    sql = ("SELECT c.repo, c.number FROM candidates c WHERE c.kept AND NOT EXISTS ("
+           "SELECT 1 FROM tasks t WHERE t.repo = c.repo AND t.number = c.number "
+           "AND t.prompt_version = ? AND t.rewriter = ? AND coalesce(t.model, '') = ?)")
+    params: list = [prompt_version, rewriter, model or ""]
+    if repos:
+        sql += " AND c.repo IN (SELECT unnest(?::VARCHAR[]))"
+        params.append(repos)
+    sql += " ORDER BY c.merged_at DESC NULLS LAST, c.repo, c.number"
+    if limit:
+        sql += f" LIMIT {int(limit)}"
+    _, rows = queue.query(sql, params, wait=queue.busy_timeout)
+    return [(r[0], r[1]) for r in rows]
+
+
+def repo_meta(queue: "Queue") -> dict[str, tuple[str | None, str | None]]:
+    """repo -> (licence, primary language), for the rewriters."""
+    if not queue.path.exists():
+        return {}
+    _, rows = queue.query("SELECT repo, license, language FROM repos", wait=queue.busy_timeout)
+    return {r: (lic, lang) for r, lic, lang in rows}
+
+
+def load_http_cache(queue: "Queue", prefix: str) -> dict[str, tuple[str, object]]:
+    if not queue.path.exists():
+        return {}
+    _, rows = queue.query("SELECT url, etag, body FROM http_cache WHERE starts_with(url, ?)",
+                          [prefix], wait=queue.busy_timeout)
+    return {u: (e, json.loads(b) if isinstance(b, str) else b) for u, e, b in rows}
+
+
+def github_repos(queue: "Queue", min_stars: int) -> list[str]:
+    """Discovered repositories to crawl."""
+    if not queue.path.exists():
+        return []
+    _, rows = queue.query("SELECT repo FROM repos WHERE source = 'github' AND NOT archived AND "
+                          "NOT fork AND coalesce(stars, 0) >= ? ORDER BY stars DESC, repo",
+                          [min_stars], wait=queue.busy_timeout)
+    return [r[0] for r in rows]
+
+
+# ---------------------------------------------------------------- commands
+
+def funnel(queue: "Queue") -> dict[str, object]:
+    """What `synth stats` prints: repositories, PRs, kept, dropped by reason, tasks by
+    status, open failures, runs."""
+    _, rows = queue.query("""
+        SELECT (SELECT count(*) FROM repos),
+               (SELECT count(*) FROM pull_requests),
+               (SELECT count(*) FILTER (WHERE kept) FROM candidates),
+               (SELECT count(*) FILTER (WHERE NOT kept) FROM candidates),
+               (SELECT count(*) FROM tasks),
+               (SELECT count(*) FROM failures WHERE NOT resolved),
+               (SELECT count(*) FROM runs)""", wait=queue.busy_timeout)
+    repos, prs, kept, dropped, tasks, failures, runs = rows[0]
+    _, by_status = queue.query("SELECT status, count(*) FROM tasks GROUP BY status ORDER BY status",
+                               wait=queue.busy_timeout)
+    _, reasons = queue.query("SELECT r, count(*) FROM (SELECT unnest(reasons) AS r FROM candidates "
+                             "WHERE NOT kept) GROUP BY r ORDER BY count(*) DESC, r",
+                             wait=queue.busy_timeout)
+    return {"repos": repos, "pull_requests": prs, "kept": kept, "dropped": dropped,
+            "tasks": tasks, "tasks_by_status": dict(by_status), "reasons": reasons,
+            "open_failures": failures, "runs": runs}
+
+
+def recent_runs(queue: "Queue", limit: int = 20) -> tuple[list[str], list[tuple]]:
+    return queue.query(
+        "SELECT run_id, status, started_at, ended_at, source, config_hash, "
+        "coalesce(counts->>'source/prs', '0') AS prs, coalesce(counts->>'filter/kept', '0') AS kept, "
+        "coalesce(counts->>'rewrite/tasks', '0') AS tasks, json_array_length(errors) AS errors "
+        f"FROM runs ORDER BY started_at DESC LIMIT {int(limit)}", wait=queue.busy_timeout)
+
+
+def repo_list(queue: "Queue") -> tuple[list[str], list[tuple]]:
+    return queue.query("SELECT r.repo, r.stars, r.language, r.license, r.source, "
+                       "count(p.number) AS prs FROM repos r LEFT JOIN pull_requests p USING (repo) "
+                       "GROUP BY ALL ORDER BY r.stars DESC NULLS LAST, r.repo",
+                       wait=queue.busy_timeout)
+
+
+def decided_prs(queue: "Queue") -> list[tuple[str, int, bool | None]]:
+    """(repo, number, kept by the latest decision) of every stored PR, for a rescore."""
+    _, rows = queue.query("SELECT repo, number, kept FROM candidates ORDER BY repo, number",
+                          wait=queue.busy_timeout)
+    return rows

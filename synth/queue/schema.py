@@ -1,0 +1,85 @@
+"""The queue's schema and its migrations: schema.sql is the whole current schema; each
+migration is a named function recorded in ``schema_migrations``."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from importlib import resources
+from typing import Any
+
+import duckdb
+
+SCHEMA_VERSION = 4
+TABLES = ("repos", "pull_requests", "pr_files", "decisions", "tasks", "failures", "cursors", "runs",
+          "resolved")  # what a batch writes, in order ("resolved" updates failures)
+
+
+def utcnow() -> datetime:
+    """Naive UTC, as the TIMESTAMP columns hold it."""
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+def _schema(con: duckdb.DuckDBPyConnection) -> None:
+    """schema.sql is the whole current schema, every statement idempotent."""
+    con.execute(resources.files("synth").joinpath("schema.sql").read_text())
+
+
+def _upgrade_2(con: duckdb.DuckDBPyConnection) -> None:
+    """Curation: near-duplicate flags on tasks, task revisions, the HTTP cache,
+    reviewer_stats."""
+    for col, typ in (("dup_of", "VARCHAR"), ("dup_kind", "VARCHAR"), ("dup_similarity", "DOUBLE")):
+        con.execute(f"ALTER TABLE tasks ADD COLUMN IF NOT EXISTS {col} {typ}")
+
+
+def _upgrade_3(con: duckdb.DuckDBPyConnection) -> None:
+    """tasks.pr_url, so review_queue needs no join and its top rows come fast."""
+    con.execute("ALTER TABLE tasks ADD COLUMN IF NOT EXISTS pr_url VARCHAR")
+    con.execute("UPDATE tasks SET pr_url = p.url FROM pull_requests p "
+                "WHERE p.repo = tasks.repo AND p.number = tasks.number AND tasks.pr_url IS NULL")
+
+
+def _upgrade_4(con: duckdb.DuckDBPyConnection) -> None:
+    """pr_files without its primary-key index (faster bulk ingest; uniqueness is kept by
+    replacing a PR's files whole). DuckDB cannot drop a key in place: rebuild the table."""
+    con.execute("ALTER TABLE pr_files RENAME TO pr_files_v3")
+    ddl = resources.files("synth").joinpath("schema.sql").read_text()
+    start = ddl.index("CREATE TABLE IF NOT EXISTS pr_files")
+    con.execute(ddl[start:ddl.index(");", start) + 2])
+    con.execute("INSERT INTO pr_files SELECT * FROM pr_files_v3")
+    con.execute("DROP TABLE pr_files_v3")
+
+
+# (version, name, upgrade): a new file runs schema.sql and records every version; an older
+# file runs the upgrades it lacks (new columns), in order, then schema.sql (new tables,
+# views), in one transaction.
+MIGRATIONS: list[tuple[int, str, Any]] = [
+    (1, "initial schema", lambda con: None),
+    (2, "curation: duplicates, revisions, http cache, reviewer_stats", _upgrade_2),
+    (3, "tasks.pr_url; review_queue without a join", _upgrade_3),
+    (4, "pr_files without a primary-key index", _upgrade_4),
+]
+
+
+def migrate(con: duckdb.DuckDBPyConnection) -> int:
+    """Bring the file to the current schema. Returns the schema version."""
+    con.execute("CREATE TABLE IF NOT EXISTS schema_migrations ("
+                "version INTEGER PRIMARY KEY, name VARCHAR, applied_at TIMESTAMP)")
+    done = {v for (v,) in con.execute("SELECT version FROM schema_migrations").fetchall()}
+    pending = [m for m in MIGRATIONS if m[0] not in done]
+    if not pending:
+        return SCHEMA_VERSION
+    con.execute("BEGIN TRANSACTION")
+    try:
+        if done:  # an older file: new columns first, then the tables and views of today
+            for _, _, upgrade in pending:
+                upgrade(con)
+        _schema(con)
+        for version, name, _ in pending:
+            con.execute("INSERT INTO schema_migrations VALUES (?, ?, ?)", [version, name, utcnow()])
+        con.execute("COMMIT")
+    except Exception:
+        con.execute("ROLLBACK")
+        raise
+    return SCHEMA_VERSION
+
+

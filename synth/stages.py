@@ -1,0 +1,327 @@
+"""The stages of a run, each on a thread of its own, talking only through the run context:
+
+    crawl    sources -> PullRequest -> filter (once) -> Batch -> writer
+    rewrite  the queue's pending work (kept PRs without a task) -> a pool of rewriters ->
+             Task | Failure -> writer
+
+The crawl never waits on the LLM, and the rewrite stage takes kept PRs as soon as they are in
+the queue, whether this run found them or an earlier one did (one code path for both).
+Counters travel with the batches they count (see writer.py).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue as stdqueue
+import threading
+from typing import TYPE_CHECKING, Iterator, Protocol
+
+from . import queue as q
+from .errors import QueueBusy, SourceError, Stopped
+from .filtering import INFO_CODES, decide
+from .models import Batch, Cursor, Decision, Failure, PullRequest, Repo, SourceBatch, Task
+from .sources.ratelimit import BudgetExhausted, RateLimitWaitTooLong
+
+if TYPE_CHECKING:
+    from .pipeline import RunContext
+
+log = logging.getLogger("synth.pipeline")
+
+
+class Source(Protocol):
+    """A source of PRs. ``batches`` skips PRs whose numbers are in ``known`` when it can.
+    ``counters()``, when a source has it, answers its own cumulative counters (requests,
+    waits); the crawl turns them into deltas that travel with its batches."""
+
+    label: str
+    kind: str
+
+    def repos(self) -> list[Repo]: ...
+
+    def batches(self, repo: Repo, known: set[int], batch_size: int, limit: int,
+                cursor: Cursor | None = None) -> Iterator[SourceBatch]: ...
+
+
+class Rewriter(Protocol):
+    name: str  # template | llm
+    model: str | None
+    prompt_version: str
+    concurrency: int
+
+    def rewrite_one(self, pr: PullRequest, license: str | None = None,
+                    language: str | None = None) -> Task | Failure: ...
+
+
+# ---------------------------------------------------------------- crawl
+
+class Crawl:
+    """Reads every source, decides each PR once, and hands the writer one batch per source
+    batch (PRs, decisions, the cursor that covers them, and their counters)."""
+
+    def __init__(self, ctx: "RunContext", sources: list[Source]):
+        self.ctx = ctx
+        self.sources = sources
+        self.done = threading.Event()
+        self.error: BaseException | None = None
+        self._resolved: set[str] = set()  # repos whose earlier source failure is over
+        self._repos_written: set[Repo] = set()
+        self._counters: dict[int, dict[str, int]] = {}  # per source: counters already sent
+
+    def run(self) -> None:
+        try:
+            for source in self.sources:
+                if self.ctx.clock.stopping:
+                    break
+                self._source(source)
+        except Stopped:
+            pass
+        except BaseException as exc:  # handed to the run's owner
+            self.error = exc
+        finally:
+            self.done.set()
+
+    def _source(self, source: Source) -> None:
+        ctx = self.ctx
+        try:
+            repos = source.repos()
+        except SourceError as exc:
+            self._fail(Failure("source", "unavailable", str(exc), transient=True), source)
+            return
+        for repo in repos:
+            if ctx.clock.stopping:
+                return
+            ctx.writer.flush()  # what this run wrote is known before the repo is read
+            known, cursor = q.crawl_state(ctx.queue, repo.full_name, ctx.rules.version,
+                                          getattr(source, "kind", "git"))
+            if known is None:
+                log.warning("the queue is busy: %s is read in full (writes are idempotent)",
+                            repo.full_name)
+                known = set()
+            seen = {"prs": 0, "kept": 0, "dropped": 0}
+            ctx.writer.put(Batch(counts={"source/repos": 1}))
+            try:
+                for sb in source.batches(repo, known, ctx.options.batch_size,
+                                         ctx.options.limit, cursor):
+                    batch = self._batch(sb, repo, seen)
+                    batch.counts.update(self._counter_deltas(source))
+                    ctx.writer.put(batch)
+                    ctx.progress(f"crawl {repo.full_name}", seen["prs"], sb.total)
+                    if ctx.clock.stopping:
+                        break
+            except SourceError as exc:
+                self._fail(Failure("source", _reason(exc), str(exc), repo=repo.full_name,
+                                   transient=getattr(exc, "transient", False)), source)
+                log.error("%s: %s", repo.full_name, exc)
+                if isinstance(exc, (BudgetExhausted, RateLimitWaitTooLong)):
+                    return  # the rest waits for the next run; cursors are saved
+            ctx.stage_line(f"crawl {repo.full_name}: {seen['prs']} new PRs, {seen['kept']} kept, "
+                           f"{seen['dropped']} dropped")
+
+    def _batch(self, sb: SourceBatch, repo: Repo, seen: dict[str, int]) -> Batch:
+        ctx = self.ctx
+        row = sb.repo or repo
+        batch = Batch(repos=[] if row in self._repos_written else [row],
+                      pull_requests=list(sb.prs), cursors=[sb.cursor] if sb.cursor else [],
+                      failures=list(sb.failures), counts=dict(sb.counts))
+        self._repos_written.add(row)
+        if repo.full_name not in self._resolved:  # an earlier failure of this repo is over
+            batch.resolved.append(("source", repo.full_name, 0))
+            self._resolved.add(repo.full_name)
+        for pr in sb.prs:
+            d = decide(pr, ctx.rules)
+            if pr.key in ctx.options.exclusions:
+                d = Decision(pr.repo, pr.number, False, ("excluded",) + tuple(
+                    r for r in d.reasons if r != "substantive"), d.filter_version, d.metrics)
+            batch.decisions.append(d)
+            _count(batch.counts, d)
+            seen["prs"] += 1
+            seen["kept" if d.kept else "dropped"] += 1
+        batch.counts["source/prs"] = batch.counts.get("source/prs", 0) + len(sb.prs)
+        return batch
+
+    def _counter_deltas(self, source: Source) -> dict[str, int]:
+        read = getattr(source, "counters", None)
+        if read is None:
+            return {}
+        now = read()
+        before = self._counters.get(id(source), {})
+        self._counters[id(source)] = dict(now)
+        out = {}
+        for k, v in now.items():
+            if k.endswith("_ms") and k.startswith("github/longest"):
+                continue  # a maximum, not a sum: see Pipeline._finish
+            if v - before.get(k, 0):
+                out[k] = v - before.get(k, 0)
+        return out
+
+    def final_counters(self) -> dict[str, int]:
+        """What the sources counted that no batch carried yet, and their maxima (the
+        longest rate-limit wait), for the run record's last update."""
+        out: dict[str, int] = {}
+        for source in self.sources:
+            for k, v in self._counter_deltas(source).items():
+                out[k] = out.get(k, 0) + v
+            read = getattr(source, "counters", None)
+            for k, v in (read() if read else {}).items():
+                if k.startswith("github/longest") and k.endswith("_ms"):
+                    out[k] = max(out.get(k, 0), v)
+        return out
+
+    def _fail(self, f: Failure, source: Source) -> None:
+        batch = Batch(failures=[f])
+        batch.counts.update(self._counter_deltas(source))
+        self.ctx.writer.put(batch)
+
+
+def _count(counts: dict[str, int], d: Decision) -> None:
+    key = "filter/kept" if d.kept else "filter/dropped"
+    counts[key] = counts.get(key, 0) + 1
+    if not d.kept:
+        for code in d.reasons:
+            if code not in INFO_CODES:
+                k = f"filter/dropped/{code}"
+                counts[k] = counts.get(k, 0) + 1
+
+
+def _reason(exc: Exception) -> str:
+    """A stable snake_case reason code from an error type (RepositoryNotFound ->
+    repository_not_found)."""
+    import re
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", type(exc).__name__).lower()
+
+
+# ---------------------------------------------------------------- rewrite
+
+class Rewrite:
+    """Drains the queue's pending rewrites (kept PRs by their latest decision that lack a
+    task for this rewriter) into a pool of ``concurrency`` workers, while the crawl runs and
+    after it. Each PR is tried once per run; a failure is recorded and the next run retries.
+    On a stop, requests in flight are abandoned (their workers are daemon threads): no
+    task is written for them, so they stay pending for the next run."""
+
+    def __init__(self, ctx: "RunContext", rewriter: Rewriter, crawl_done: threading.Event):
+        self.ctx = ctx
+        self.rewriter = rewriter
+        self.crawl_done = crawl_done
+        self.done = threading.Event()
+        self.error: BaseException | None = None
+        self.new_work = threading.Event()  # the writer saw kept PRs go in
+        self.concurrency = max(1, getattr(rewriter, "concurrency", 1))
+        self._todo: stdqueue.Queue = stdqueue.Queue()
+        self._lock = threading.Lock()
+        self._in_flight = 0
+        self._tried: set[tuple[str, int]] = set()
+        self._meta: dict[str, tuple[str | None, str | None]] = {}
+        self.written = 0
+
+    @property
+    def in_flight(self) -> int:
+        with self._lock:
+            return self._in_flight
+
+    def run(self) -> None:
+        workers = [threading.Thread(target=self._work, name=f"synth-rewrite-{i}", daemon=True)
+                   for i in range(self.concurrency)]
+        for w in workers:
+            w.start()
+        try:
+            self._feed()
+        except Stopped:
+            pass
+        except BaseException as exc:  # handed to the run's owner
+            self.error = exc
+        finally:
+            for _ in workers:
+                self._todo.put(None)
+            self.done.set()
+
+    def abandoned(self) -> int:
+        """Requests still in flight (or waiting) when the run stopped."""
+        return self.in_flight + self._todo.qsize()
+
+    def _feed(self) -> None:
+        ctx = self.ctx
+        while not ctx.clock.stopping:
+            if self.error is not None:
+                raise self.error
+            try:
+                if self._hand_out():
+                    continue
+                if self.in_flight == 0 and self.crawl_done.is_set():
+                    ctx.writer.flush()  # the crawl's last batches, then one more look
+                    if not self._pending_left():
+                        return
+                    continue
+            except QueueBusy:  # a curator holds the file: try again shortly
+                if self.crawl_done.is_set() and self.in_flight == 0:
+                    log.warning("the queue is busy: the rest of the rewrite work waits for "
+                                "the next run")
+                    return
+            self.new_work.clear()
+            ctx.clock.wait(self.new_work, 1.0)
+
+    def _hand_out(self) -> bool:
+        """Load the next pending PRs for the workers; False when there is none (or no
+        room)."""
+        ctx, r = self.ctx, self.rewriter
+        want = max(2 * self.concurrency, 32) - self.in_flight  # PRs loaded ahead of workers
+        if want <= 0:
+            return False
+        keys = [k for k in q.pending_rewrites(ctx.queue, r.name, r.model, r.prompt_version,
+                                              limit=want + len(self._tried))
+                if k not in self._tried and k not in ctx.options.exclusions][:want]
+        if not keys:
+            return False
+        if any(k[0] not in self._meta for k in keys):
+            self._meta = q.repo_meta(ctx.queue)
+        prs = q.load_pull_requests(ctx.queue, keys)
+        self._tried.update(keys)
+        for pr in prs:
+            with self._lock:
+                self._in_flight += 1
+            self._todo.put(pr)
+        return True
+
+    def _pending_left(self) -> bool:
+        r = self.rewriter
+        return any(k not in self._tried and k not in self.ctx.options.exclusions
+                   for k in q.pending_rewrites(self.ctx.queue, r.name, r.model, r.prompt_version,
+                                               limit=len(self._tried) + 1))
+
+    def _work(self) -> None:
+        ctx = self.ctx
+        while True:
+            pr = self._todo.get()
+            if pr is None:
+                return
+            try:
+                if ctx.clock.stopping:
+                    continue  # abandoned: stays pending for the next run
+                license, language = self._meta.get(pr.repo, (None, None))
+                result = self.rewriter.rewrite_one(pr, license, language)
+                if not ctx.clock.stopping:
+                    ctx.writer.put(_result_batch(result))
+                    if isinstance(result, Task):
+                        with self._lock:
+                            self.written += 1
+                    ctx.progress("rewrite", len(self._tried) - self.abandoned(), None)
+            except Stopped:
+                pass
+            except BaseException as exc:  # a configuration error, say: ends the stage
+                self.error = self.error or exc
+                self.new_work.set()
+            finally:
+                with self._lock:
+                    self._in_flight -= 1
+                self.new_work.set()
+
+
+def _result_batch(result: Task | Failure) -> Batch:
+    if isinstance(result, Failure):
+        return Batch(failures=[result])
+    u = result.usage
+    return Batch(tasks=[result],
+                 resolved=[("rewrite", result.provenance.repo, result.provenance.pr_number)],
+                 counts={"rewrite/tasks": 1, "llm/tokens/in": u.prompt_tokens,
+                         "llm/tokens/out": u.completion_tokens, "llm/calls": u.calls,
+                         "llm/cost_microusd": round(u.cost_usd * 1_000_000)})
