@@ -116,7 +116,7 @@ def make_rewriter(settings: Settings, req: RunRequest, rules: Rules, clock=None)
 
 
 def _run_locked(settings, req, rules, queue, clock, progress) -> RunSummary:
-    rewriter = make_rewriter(settings, req, rules) if req.rewrite else None
+    rewriter = make_rewriter(settings, req, rules, clock) if req.rewrite else None
     opts = RunOptions(batch_size=settings.run.batch_size,
                       exclusions=load_exclusions(settings.filters.exclude_file),
                       limit=settings.run.limit if req.limit is None else req.limit,
