@@ -14,7 +14,8 @@ comments and docstrings already set aside by ``diffs``) and sorts them:
                imports, lines of type expressions
     syntax     punctuation-only lines (``)``, ``},``) and lone keywords (``else:``)
     logic      everything else; a logic line that repeats one already counted (the same
-               edit made at several sites) counts once
+               edit made at several sites, whatever its string and number literals) counts
+               once
 
 Per file, the logic a change holds is max(logic lines added, logic lines deleted): a
 three-line fix that replaces three lines counts three, not six. Every figure goes into a
@@ -117,6 +118,16 @@ def _norm(line: str) -> str:
     return " ".join(line.split())
 
 
+_STRING = re.compile(r"""("(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|`[^`]*`)""")
+_NUMBER = re.compile(r"\b\d+(?:\.\d+)?\b")
+
+
+def _shape(line: str) -> str:
+    """A line with its string and number literals blanked: the same edit made at several
+    sites with different messages or constants has one shape."""
+    return _NUMBER.sub("0", _STRING.sub('""', _norm(line)))
+
+
 def _syntax(line: str) -> bool:
     """Punctuation or a lone keyword: a line that holds no logic of its own."""
     s = line.strip()
@@ -170,6 +181,7 @@ def file_lines(path: str, patch: str, sides: tuple[list[str], list[str]],
 
 
 MIN_MOVED_RUN = 3  # lines in a row: one line on both sides is a coincidence (if err != nil {)
+MIN_MOVED_LONG = 2  # of which this many of MIN_MOVED_CHARS or more (not `}`, `return err`)
 
 
 def _moved_runs(files: list[FileLines], movable: Counter) -> set[tuple[int, int]]:
@@ -186,7 +198,8 @@ def _moved_runs(files: list[FileLines], movable: Counter) -> set[tuple[int, int]
                     _norm(f.added[j]) for j in run + [i])[n] <= left[n]:
                 run.append(i)
                 continue
-            if len(run) >= MIN_MOVED_RUN:
+            if len(run) >= MIN_MOVED_RUN and sum(
+                    len(_norm(f.added[j])) >= MIN_MOVED_CHARS for j in run) >= MIN_MOVED_LONG:
                 for j in run:
                     left[_norm(f.added[j])] -= 1
                     out.add((fi, j))
@@ -202,8 +215,8 @@ def analyse(files: list[FileLines]) -> Substance:
     for f in files:
         s.code_added += len(f.added)
         s.code_deleted += len(f.deleted)
-        added_all.update(n for n in map(_norm, f.added) if len(n) >= MIN_MOVED_CHARS)
-        deleted_all.update(n for n in map(_norm, f.deleted) if len(n) >= MIN_MOVED_CHARS)
+        added_all.update(map(_norm, f.added))
+        deleted_all.update(map(_norm, f.deleted))
     movable = added_all & deleted_all  # lines on both sides: moved, not changed
     # renames: identifier substitutions seen in replaced lines; a mapping seen on two or
     # more lines (or the only one a change makes) is a rename
@@ -251,7 +264,7 @@ def analyse(files: list[FileLines]) -> Substance:
                 if _plumbing(line):
                     s.plumbing_lines += 1
                     continue
-                n = _norm(line)
+                n = _shape(line)
                 if n in seen[side]:  # the same edit again, at another site: counted once
                     s.repeated_lines += 1
                     continue

@@ -169,3 +169,51 @@ def test_the_pipeline_source_gives_merge_prs_their_branch_authors(history_100):
     assert got == want and len(got) == 100
     assert all(a.startswith("Dev") for n, a in got.items()
                if n in {c.number for c in GitSource(path).list_pr_commits() if c.style == "merge"})
+
+
+def _c(kind, pr, title, date, **kw):
+    return {"kind": kind, "pr": pr, "title": title, "author": "Ann <ann@example.com>",
+            "date": f"2024-03-{date:02d}T10:00:00+00:00", **kw}
+
+
+def test_prs_on_every_branch_each_taken_at_its_own_merge(tmp_path):
+    """A maintenance branch with its own PRs merged forward into main, and a PR merged only
+    into a side branch: every PR is found once, at its own merge (diff against the merge's
+    first parent), not at the forward merge that carries it."""
+    history = {"repo": {"name": "acme/widgets"}, "commits": [
+        {"kind": "direct", "message": "init", "author": "Ann <ann@example.com>",
+         "date": "2024-03-01T09:00:00+00:00", "files": {"src/core.py": "x = 1\n"}},
+        _c("merge", 1, "Core feature", 2, files={"src/a.py": "a = 1\n"}),
+        _c("merge", 2, "Fix on stable", 3, on="stable", files={"src/fix.py": "f = 1\n"}),
+        _c("squash", 3, "Second fix on stable", 4, on="stable", files={"src/fix2.py": "g = 2\n"}),
+        _c("merge", 4, "Main work", 5, files={"src/b.py": "b = 1\n"}),
+        _c("merge_branch", 5, "Merge stable into main", 6, source="stable", into="main"),
+        _c("merge", 6, "Experiment", 7, on="feature-x", files={"src/exp.py": "e = 1\n"}),
+    ]}
+    path = build_repository(history, tmp_path / "r")
+    src = GitSource(path)
+    commits = {c.number: c for c in src.list_pr_commits()}
+    assert sorted(commits) == [1, 2, 3, 4, 5, 6]
+    prs = {pr.number: pr for pr in src.pull_requests(commits.values())}
+    assert [f.path for f in prs[2].files] == ["src/fix.py"]  # its own merge, not #5's
+    assert [f.path for f in prs[3].files] == ["src/fix2.py"]
+    assert [f.path for f in prs[6].files] == ["src/exp.py"]  # on a branch main never merged
+    assert {f.path for f in prs[5].files} == {"src/fix.py", "src/fix2.py"}  # the forward merge
+    # --ref narrows to one ref: main's history has the forward merge but not the side branch
+    main_only = {c.number for c in GitSource(path, ref="main").list_pr_commits()}
+    assert main_only == {1, 2, 3, 4, 5}
+
+
+def test_a_remote_only_branch_is_read_too(tmp_path):
+    """A non-bare clone keeps other branches as remote-tracking refs."""
+    history = {"repo": {"name": "acme/widgets"}, "commits": [
+        {"kind": "direct", "message": "init", "author": "Ann <ann@example.com>",
+         "date": "2024-03-01T09:00:00+00:00", "files": {"src/core.py": "x = 1\n"}},
+        _c("merge", 1, "On main", 2, files={"src/a.py": "a = 1\n"}),
+        _c("merge", 2, "On release", 3, on="release-1.x", files={"src/r.py": "r = 1\n"}),
+    ]}
+    origin = build_repository(history, tmp_path / "origin")
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", str(origin), str(clone)], check=True)
+    src = GitSource(clone, repo_name="acme/widgets")
+    assert sorted(c.number for c in src.list_pr_commits()) == [1, 2]

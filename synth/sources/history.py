@@ -2,10 +2,13 @@
 
 Used by ``synth run --demo`` (data/demo/history.toml) and by tests. A history is a list of
 commits, each ``direct``, ``merge`` (a branch commit merged with --no-ff as GitHub's merge
-button does: "Merge pull request #N from BRANCH") or ``squash`` (one commit "TITLE (#N)").
-Each commit writes whole files (``files``), applies exact find/replace ``edits`` and
-``delete``s paths. Dates and authors are fixed, so the same description gives the same
-commit ids on every machine.
+button does: "Merge pull request #N from BRANCH"), ``squash`` (one commit "TITLE (#N)") or
+``merge_branch`` (a long-lived branch ``source`` merged into ``into``, e.g. a maintenance
+branch merged forward, with "Merge pull request #N from owner/SOURCE" when ``pr`` is given).
+A commit lands on the default branch, or on the branch named by ``on`` (created from
+``from``, default the default branch, the first time). Each commit writes whole files
+(``files``), applies exact find/replace ``edits`` and ``delete``s paths. Dates and authors
+are fixed, so the same description gives the same commit ids on every machine.
 """
 
 from __future__ import annotations
@@ -47,8 +50,39 @@ def build_repository(history: dict, dest: str | Path) -> Path:
     return dest
 
 
-def _apply_commit(g: "_Git", root: Path, branch: str, c: dict) -> None:
+def _apply_commit(g: "_Git", root: Path, default: str, c: dict) -> None:
     kind = c.get("kind", "direct")
+    if kind == "merge_branch":
+        _merge_branch(g, default, c)
+        return
+    branch = c.get("on") or default
+    if branch != default:
+        exists = g("branch", "--list", branch).strip()
+        g("checkout", "-q", *([branch] if exists else ["-b", branch, c.get("from") or default]))
+    try:
+        _apply_on(g, root, branch, c, kind)
+    finally:
+        if branch != default:
+            g("checkout", "-q", default)
+
+
+def _merge_branch(g: "_Git", default: str, c: dict) -> None:
+    into = c.get("into") or default
+    source = c["source"]
+    g("checkout", "-q", into)
+    title = c.get("title") or f"Merge {source} into {into}"
+    if c.get("pr"):
+        owner = c.get("owner", "acme")
+        msg = f"Merge pull request #{c['pr']} from {owner}/{source}\n\n{title}"
+    else:
+        msg = f"Merge branch '{source}' into {into}"
+    g("merge", "-q", "--no-ff", "--no-edit", "-m", msg, source,
+      env=_ident(c.get("merger", c["author"]), c["date"]))
+    if into != default:
+        g("checkout", "-q", default)
+
+
+def _apply_on(g: "_Git", root: Path, branch: str, c: dict, kind: str) -> None:
     author, date = c["author"], c["date"]
     if kind == "direct":
         _write_changes(root, c)
@@ -72,7 +106,8 @@ def _apply_commit(g: "_Git", root: Path, branch: str, c: dict) -> None:
         g("merge", "-q", "--no-ff", "--no-edit", "-m", msg, topic, env=_ident(merger, date))
         g("branch", "-q", "-D", topic)
     else:
-        raise SourceError(f"unknown commit kind {kind!r} (direct, merge or squash)")
+        raise SourceError(f"unknown commit kind {kind!r} (direct, merge, squash or "
+                          "merge_branch)")
 
 
 def _write_changes(root: Path, c: dict) -> None:
