@@ -203,12 +203,14 @@ def request_context(request: Mapping[str, Any]) -> dict[str, str]:
 
 
 def request_key(request: Mapping[str, Any]) -> str:
-    """What identifies a request across retries: its ``Title:`` line (else the start of
-    its last user message), its system prompt and its number of messages."""
+    """What identifies a request across retries: the ``Title:`` line of its first user
+    message (else that message's start), its system prompt and its number of messages. (The
+    first user message holds the PR; a repair turn's last message is the same for every PR.)"""
     messages = [m for m in request.get("messages") or [] if isinstance(m, Mapping)]
     users = [m for m in messages if m.get("role") == "user"]
     system = next((_message_text(m) for m in messages if m.get("role") == "system"), "")
-    basis = request_context(request).get("title") or (_message_text(users[-1])[:500] if users else "")
+    first = {"messages": users[:1]}
+    basis = request_context(first).get("title") or (_message_text(users[0])[:500] if users else "")
     digest = hashlib.sha256(f"{system}\x00{basis}\x00{len(messages)}".encode()).hexdigest()
     return digest[:16]
 
