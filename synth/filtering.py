@@ -163,19 +163,15 @@ class Verdict:
     detail: str
 
 
-def analyze(pr: PullRequest, rules: Rules) -> tuple[dict, list[Verdict]]:
-    """The PR's figures and every rule's verdict."""
+def analyze(pr: PullRequest, rules: Rules, full: bool = True) -> tuple[dict, list[Verdict]]:
+    """The PR's figures and every rule's verdict. With ``full=False`` (``decide``), the
+    patch text is not read when a rule that needs none already drops the PR."""
     files = pr.files
     classes: dict[str, int] = {}
     class_lines: dict[str, int] = {}
-    code_lines = 0
-    code_files = 0
-    judged_code = 0  # code lines among files with patch text, not docs (for change kinds)
     binary = undecodable = truncated = missing = 0
     file_classes: dict[str, str] = {}
-    sides: list[tuple[list[str], list[str]] | None] = [None] * len(files)
-    code_parts = []  # code files' code lines, for the substance analysis
-    for i, f in enumerate(files):
+    for f in files:
         cls = "assets" if f.binary and rules.classify(f.path) == "code" else rules.classify(f.path)
         file_classes[f.path] = cls
         classes[cls] = classes.get(cls, 0) + 1
@@ -183,39 +179,29 @@ def analyze(pr: PullRequest, rules: Rules) -> tuple[dict, list[Verdict]]:
         binary += f.binary
         undecodable += f.undecodable
         truncated += f.patch_truncated
-        counted = None
-        if f.patch and cls != "docs":
-            sides[i] = changed_lines(f.patch)  # split once: counted here, kinds below
-            if cls == "code":
-                flags = (code_flags(f.path, sides[i][0]), code_flags(f.path, sides[i][1]))
-                counted = sum(flags[0]) + sum(flags[1])
-                code_parts.append(file_lines(f.path, f.patch, sides[i], flags))
-            else:
-                counted = count_code_lines(f.path, f.patch, sides[i]).code
-            judged_code += counted
-        if cls == "code":
-            code_files += 1
-            if counted is not None and not f.patch_truncated:
-                code_lines += counted
-            else:
-                code_lines += f.additions + f.deletions
         if f.patch is None and not f.binary and (f.additions or f.deletions):
             missing += 1
-    sub = analyse(code_parts)
-    if missing or truncated:  # code without patch text: its lines count as logic, unseen
-        unseen = sum(f.additions + f.deletions for f in files
-                     if file_classes[f.path] == "code" and (f.patch is None or f.patch_truncated))
-        sub.logic_lines += unseen
     patch_bytes = sum(f.patch_bytes for f in files)
     changed = pr.additions + pr.deletions
+    v = _metadata_verdicts(pr, rules, classes, changed, patch_bytes, truncated)
     metrics = {
         "files": pr.changed_files, "additions": pr.additions, "deletions": pr.deletions,
-        "changed_lines": changed, "patch_bytes": patch_bytes, "code_files": code_files,
-        "code_lines": code_lines, "files_by_class": dict(sorted(classes.items())),
+        "changed_lines": changed, "patch_bytes": patch_bytes,
+        "code_files": classes.get("code", 0), "code_lines": class_lines.get("code", 0),
+        "files_by_class": dict(sorted(classes.items())),
         "lines_by_class": dict(sorted(class_lines.items())), "binary_files": binary,
         "undecodable_files": undecodable, "truncated_files": truncated,
-        "patches_missing": missing, **sub.as_metrics(), "file_classes": file_classes,
+        "patches_missing": missing,
     }
+    if full or not any(x.fired for x in v):
+        v += _patch_verdicts(pr, rules, file_classes, class_lines, metrics)
+    metrics["file_classes"] = file_classes
+    return metrics, v
+
+
+def _metadata_verdicts(pr: PullRequest, rules: Rules, classes: dict[str, int], changed: int,
+                       patch_bytes: int, truncated: int) -> list[Verdict]:
+    """The rules that need no patch text: author, title, labels, size, file classes."""
     v: list[Verdict] = []
     s = rules.size
     is_bot = pr.author_is_bot or bool(rules.bots and rules.bots.search(pr.author or ""))
@@ -234,22 +220,60 @@ def analyze(pr: PullRequest, rules: Rules) -> tuple[dict, list[Verdict]]:
                      f"{pr.changed_files} files (max {s['max_files']}), {changed} lines "
                      f"(max {s['max_changed_lines']}), {patch_bytes} patch bytes "
                      f"(max {s['max_patch_bytes']})"))
-    v.append(Verdict("files.present", not files and pr.changed_files == 0, "empty_change",
-                     f"{len(files)} files"))
+    v.append(Verdict("files.present", not pr.files and pr.changed_files == 0, "empty_change",
+                     f"{len(pr.files)} files"))
     present = set(classes)
     only = None
     if present and present <= rules.trivial_alone:
         only = f"{next(iter(present))}_only" if len(present) == 1 else "no_code"
     v.append(Verdict("trivial_alone", only is not None, only or "no_code",
                      f"file classes {sorted(present)}"))
-    if code_files:
+    return v
+
+
+def _patch_verdicts(pr: PullRequest, rules: Rules, file_classes: dict[str, str],
+                    class_lines: dict[str, int], metrics: dict) -> list[Verdict]:
+    """The rules that read the patch text: substance and change kinds (adds their figures
+    to ``metrics``)."""
+    files = pr.files
+    code_lines = 0
+    judged_code = 0  # code lines among files with patch text, not docs (for change kinds)
+    sides: list[tuple[list[str], list[str]] | None] = [None] * len(files)
+    code_parts = []  # code files' code lines, for the substance analysis
+    for i, f in enumerate(files):
+        cls = file_classes[f.path]
+        counted = None
+        if f.patch and cls != "docs":
+            sides[i] = changed_lines(f.patch)  # split once: counted here, kinds below
+            if cls == "code":
+                flags = (code_flags(f.path, sides[i][0]), code_flags(f.path, sides[i][1]))
+                counted = sum(flags[0]) + sum(flags[1])
+                code_parts.append(file_lines(f.path, f.patch, sides[i], flags))
+            else:
+                counted = count_code_lines(f.path, f.patch, sides[i]).code
+            judged_code += counted
+        if cls == "code":
+            if counted is not None and not f.patch_truncated:
+                code_lines += counted
+            else:
+                code_lines += f.additions + f.deletions
+    sub = analyse(code_parts)
+    if metrics["patches_missing"] or metrics["truncated_files"]:
+        # code without patch text: its lines count as logic, unseen
+        sub.logic_lines += sum(f.additions + f.deletions for f in files
+                               if file_classes[f.path] == "code"
+                               and (f.patch is None or f.patch_truncated))
+    metrics["code_lines"] = code_lines
+    metrics.update(sub.as_metrics())
+    v: list[Verdict] = []
+    if metrics["code_files"]:
         v += _substance_verdicts(sub, rules.substance, class_lines.get("tests", 0))
     judged = [i for i, f in enumerate(files) if file_classes[f.path] != "docs"]
     k = change_kinds([(files[i].path, files[i].status, files[i].patch, files[i].additions,
                        files[i].deletions) for i in judged], judged_code, [sides[i] for i in judged])
     for kind in sorted(rules.kinds):
         v.append(Verdict(f"change_kinds.{kind}", getattr(k, kind), kind, kind.replace("_", " ")))
-    return metrics, v
+    return v
 
 
 def _substance_verdicts(sub, cfg: dict, test_lines: int) -> list[Verdict]:
@@ -307,7 +331,7 @@ def worth_patches(pr: PullRequest, rules: Rules) -> bool:
 
 
 def decide(pr: PullRequest, rules: Rules) -> Decision:
-    metrics, verdicts = analyze(pr, rules)
+    metrics, verdicts = analyze(pr, rules, full=False)
     codes = [x.code for x in verdicts if x.fired and x.code]
     dropped = sorted(set(codes))  # every rule that fires drops the PR
     info = []

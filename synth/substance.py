@@ -184,26 +184,30 @@ MIN_MOVED_RUN = 3  # lines in a row: one line on both sides is a coincidence (if
 MIN_MOVED_LONG = 2  # of which this many of MIN_MOVED_CHARS or more (not `}`, `return err`)
 
 
-def _moved_runs(files: list[FileLines], movable: Counter) -> set[tuple[int, int]]:
+def _moved_runs(norms: list[list[str]], movable: Counter) -> set[tuple[int, int]]:
     """Added lines that were moved: runs of MIN_MOVED_RUN or more consecutive added code
-    lines each of which was also deleted somewhere in the change (each deleted line moves
-    once)."""
+    lines (``norms``: each file's added lines, normalised) each of which was also deleted
+    somewhere in the change (each deleted line moves once)."""
     left = Counter(movable)
     out: set[tuple[int, int]] = set()
-    for fi, f in enumerate(files):
+    for fi, lines in enumerate(norms):
         run: list[int] = []
-        for i in range(len(f.added) + 1):
-            n = _norm(f.added[i]) if i < len(f.added) else None
-            if n is not None and left.get(n, 0) > 0 and Counter(
-                    _norm(f.added[j]) for j in run + [i])[n] <= left[n]:
+        in_run: Counter = Counter()
+        for i in range(len(lines) + 1):
+            n = lines[i] if i < len(lines) else None
+            if n is not None and in_run[n] < left.get(n, 0):
                 run.append(i)
+                in_run[n] += 1
                 continue
             if len(run) >= MIN_MOVED_RUN and sum(
-                    len(_norm(f.added[j])) >= MIN_MOVED_CHARS for j in run) >= MIN_MOVED_LONG:
+                    len(lines[j]) >= MIN_MOVED_CHARS for j in run) >= MIN_MOVED_LONG:
                 for j in run:
-                    left[_norm(f.added[j])] -= 1
+                    left[lines[j]] -= 1
                     out.add((fi, j))
-            run = [i] if n is not None and left.get(n, 0) > 0 else []
+            run, in_run = [], Counter()
+            if n is not None and left.get(n, 0) > 0:
+                run.append(i)
+                in_run[n] += 1
     return out
 
 
@@ -212,11 +216,13 @@ def analyse(files: list[FileLines]) -> Substance:
     s = Substance()
     added_all: Counter = Counter()
     deleted_all: Counter = Counter()
-    for f in files:
+    norm_a = [[_norm(ln) for ln in f.added] for f in files]
+    norm_d = [[_norm(ln) for ln in f.deleted] for f in files]
+    for f, na, nd in zip(files, norm_a, norm_d):
         s.code_added += len(f.added)
         s.code_deleted += len(f.deleted)
-        added_all.update(map(_norm, f.added))
-        deleted_all.update(map(_norm, f.deleted))
+        added_all.update(na)
+        deleted_all.update(nd)
     movable = added_all & deleted_all  # lines on both sides: moved, not changed
     # renames: identifier substitutions seen in replaced lines; a mapping seen on two or
     # more lines (or the only one a change makes) is a rename
@@ -237,8 +243,8 @@ def analyse(files: list[FileLines]) -> Substance:
             renamed.add((fi, "-", d))
     s.renames = sorted(((a, b, n) for (a, b), n in mapping.items() if (a, b) in strong),
                        key=lambda t: -t[2])
-    moved_a = _moved_runs(files, movable)  # (file, index) of added lines that moved here
-    moved_left_d = Counter(_norm(files[fi].added[i]) for fi, i in moved_a)
+    moved_a = _moved_runs(norm_a, movable) if movable else set()  # (file, added line) moved here
+    moved_left_d = Counter(norm_a[fi][i] for fi, i in moved_a)
     seen: dict[str, set[str]] = {"+": set(), "-": set()}
     for fi, f in enumerate(files):
         la = ld = 0
@@ -249,8 +255,8 @@ def analyse(files: list[FileLines]) -> Substance:
                 if side == "+" and (fi, i) in moved_a:
                     s.moved_lines += 1
                     continue
-                if side == "-":
-                    n = _norm(line)
+                if side == "-" and moved_left_d:
+                    n = norm_d[fi][i]
                     if moved_left_d.get(n, 0) > 0:
                         moved_left_d[n] -= 1
                         continue

@@ -76,6 +76,6 @@ def test_rescore_after_a_rule_change_needs_no_source(cli, history_100, db, tmp_p
     assert after[0] > before[0] and after[1] != before[1]
     assert q(db, "SELECT count(*) FROM decisions") == [(200,)]  # both versions kept
     r = cli("explain", "acme/widgets#10", "--db", db)
-    assert r.code == 0 and "decision: KEPT" in r.out and "size.min" in r.out
+    assert r.code == 0 and "decision: KEPT" in r.out and "substance.min_logic_lines" in r.out
     r = cli("explain", "acme/widgets#9999", "--db", db)
     assert r.code == 1 and "not in the queue" in r.err

@@ -44,7 +44,8 @@ def test_substantive_feature_is_kept_with_reasons(rules):
     ((fc("package-lock.json", 900, 800),), "lockfile_only"),
     ((fc("README.md", 5), fc(".github/workflows/ci.yml", 2)), "no_code"),
     ((fc("src/a.py", 2, 1), fc("src/b.py", 1)), "too_small"),
-    ((fc("src/a.py", 40),), "too_small"),  # one file needs more
+    ((fc("src/a.py", 6, 3), fc("tests/test_a.py", 40)), "too_small"),  # tests don't make it
+    ((fc("src/a.py", 1, 60),), "removal"),  # mostly deletion
     ((fc("src/a.py", 2500, 900), fc("src/b.py", 10)), "too_large"),
 ])
 def test_trivial_shapes(rules, files, code):
@@ -86,13 +87,32 @@ def test_metadata_only_prs_use_line_totals(rules):
 
 
 def test_rule_version_changes_with_rules():
-    a = compile_rules({"size": {"min_code_lines": 10}})
-    b = compile_rules({"size": {"min_code_lines": 11}})
+    a = compile_rules({"substance": {"min_logic_lines": 10}})
+    b = compile_rules({"substance": {"min_logic_lines": 11}})
     assert a.version != b.version
+
+
+def test_a_small_change_with_its_own_tests_needs_less_logic(rules):
+    d = decide(pr(fc("src/a.py", 8), fc("tests/test_a.py", 12)), rules)
+    assert d.kept  # 8 lines of logic and a regression test
+    d = decide(pr(fc("src/a.py", 8)), rules)
+    assert not d.kept and "too_small" in d.reasons
+
+
+def test_worth_patches_is_the_metadata_prefilter(rules):
+    from synth.filtering import worth_patches
+    meta = lambda *f, **kw: pr(*(FileChange(p, "modified", a, d) for p, a, d in f), **kw)  # noqa: E731
+    assert worth_patches(meta(("src/a.py", 40, 2)), rules)
+    assert not worth_patches(meta(("docs/a.md", 40, 2)), rules)
+    assert not worth_patches(meta(("src/a.py", 40, 2), title="Bump x from 1.0 to 2.0"), rules)
+    assert not worth_patches(meta(("src/a.py", 40, 2), author="dependabot[bot]"), rules)
+    assert not worth_patches(meta(("src/a.py", 4000, 2)), rules)
 
 
 @pytest.mark.parametrize("raw,msg", [
     ({"size": {"min_lines": 3}}, "unknown key size.min_lines"),
+    ({"substance": {"min_lines": 3}}, "unknown key substance.min_lines"),
+    ({"substance": {"min_logic_lines": "ten"}}, "must be a number"),
     ({"size": {"max_files": "many"}}, "whole number"),
     ({"titles": {"nonsense": ["x"]}}, "not a known reason code"),
     ({"titles": {"typo": ["("]}}, "bad regular expression"),
