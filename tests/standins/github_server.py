@@ -102,6 +102,12 @@ _HTML_PAGE = """<!DOCTYPE html>
 # ------------------------------------------------------------------------ records
 
 
+def _request_key(record: "RequestRecord") -> str:
+    """What identifies a request whatever its arrival order (not its token)."""
+    return json.dumps([record.method, record.path, sorted(record.query.items()), record.graphql],
+                      sort_keys=True, default=str)
+
+
 @dataclass
 class RequestRecord:
     """One logged request. ``token`` is a reference (``token#0``), never the secret."""
@@ -328,7 +334,8 @@ class GitHubStandIn:
         self._lock = threading.RLock()
         self._buckets: dict[tuple[str, str], _Bucket] = {}
         self._faults: list[Fault] = []
-        self._random: tuple[float, random.Random, tuple[str, ...], Any] | None = None
+        self._random: tuple[float, int, tuple[str, ...], Any] | None = None
+        self._attempts: Counter[str] = Counter()  # request key -> times seen (fault draws)
         self._counts: Counter[str] = Counter()
         self._log: list[RequestRecord] = []
         self._request_seq = 0
@@ -391,17 +398,22 @@ class GitHubStandIn:
 
     def set_fault_rate(self, rate: float, *, seed: int = 0, kinds: Iterable[str] | None = None,
                        match: str | Callable[[RequestRecord], bool] | None = None) -> None:
-        """Fault a fraction ``rate`` of matching requests, drawn from a ``seed``-ed RNG.
+        """Fault a fraction ``rate`` of matching requests.
 
-        Each faulted request gets one of ``kinds`` (default: secondary, 429, 502, 503, 504, html)
-        that applies to it (GraphQL-only kinds are skipped for REST requests). ``rate=0`` disables.
+        Whether a request is faulted, and how, is drawn from ``seed``, the request itself
+        (method, path, query, GraphQL query and variables) and how many times that same
+        request was made before: never from arrival order, so concurrent clients see the
+        same faults on every run. Each faulted request gets one of ``kinds`` (default:
+        secondary, 429, 502, 503, 504, html) that applies to it (GraphQL-only kinds are skipped
+        for REST requests). ``rate=0`` disables.
         """
         chosen = tuple(kinds or _DEFAULT_RANDOM_KINDS)
         unknown = set(chosen) - set(FAULT_KINDS)
         if unknown:
             raise ValueError(f"unknown fault kinds {sorted(unknown)}")
         with self._lock:
-            self._random = (rate, random.Random(seed), chosen, match) if rate > 0 else None
+            self._random = (rate, seed, chosen, match) if rate > 0 else None
+            self._attempts.clear()
 
     def clear_faults(self) -> None:
         with self._lock:
@@ -623,7 +635,10 @@ class GitHubStandIn:
             else:
                 f = None
                 if self._random is not None:
-                    rate, rng, kinds, match = self._random
+                    rate, seed, kinds, match = self._random
+                    key = _request_key(record)
+                    self._attempts[key] += 1
+                    rng = random.Random(f"{seed}|{key}|{self._attempts[key]}")
                     if Fault("probe", match=match).matches(record) and rng.random() < rate:
                         usable = [k for k in kinds if Fault(k).matches(record)]
                         if usable:
