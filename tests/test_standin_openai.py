@@ -18,6 +18,7 @@ try:  # tests/ on sys.path (pytest's default rootdir-less import mode)
     from standins.json_example import example_from_schema
     from standins.openai_server import (
         LLAMACPP_RESPONSE_FORMAT_ERROR,
+        LLAMA_CPP_PYTHON_VALIDATION_ERROR,
         REFUSAL_TEXT,
         OpenAIStandIn,
         openai_standin,  # noqa: F401 - the fixture, used by name
@@ -27,6 +28,7 @@ except ModuleNotFoundError:  # tests/ is a package
     from tests.standins.json_example import example_from_schema
     from tests.standins.openai_server import (
         LLAMACPP_RESPONSE_FORMAT_ERROR,
+        LLAMA_CPP_PYTHON_VALIDATION_ERROR,
         REFUSAL_TEXT,
         OpenAIStandIn,
         openai_standin,  # noqa: F401 - the fixture, used by name
@@ -170,6 +172,56 @@ def test_llamacpp_accepts_json_object_with_schema_and_plain_requests() -> None:
         assert plain.choices[0].message.content == "Sure. Here is my answer."
         # llama.cpp also serves the unprefixed path and /health.
         assert httpx.get(f"{llm.url}/health").json() == {"status": "ok"}
+
+
+def test_llama_cpp_python_wraps_its_validation_error_in_a_500() -> None:
+    """As the real server (llama-cpp-python 0.3.36) answers: a 500, not a 400."""
+    with OpenAIStandIn(dialect="llama-cpp-python", api_key=KEY) as llm:
+        client = llm.client(max_retries=0)
+        with pytest.raises(openai.InternalServerError) as info:
+            ask(client)
+        body = info.value.response.json()
+        assert body == {"error": {"message": LLAMA_CPP_PYTHON_VALIDATION_ERROR.format("json_schema"),
+                                  "type": "internal_server_error", "param": None, "code": None}}
+        assert body["error"]["message"].startswith("1 validation error:\n")
+        completion = ask(client, model="whatever", response_format={"type": "json_object", "schema": SCHEMA})
+        TaskSpec.model_validate_json(completion.choices[0].message.content)
+        assert "x-ratelimit-limit-requests" not in llm.requests[-1]["headers"]
+        wrong = httpx.post(f"{llm.base_url}/chat/completions", json={"messages": messages()},
+                           headers={"Authorization": "Bearer nope"})
+        assert (wrong.status_code, wrong.json()) == (401, {"detail": "Invalid API key"})
+        broken = httpx.post(f"{llm.base_url}/chat/completions", content=b"{not json",
+                            headers={"Authorization": f"Bearer {KEY}",
+                                     "Content-Type": "application/json"})
+        assert (broken.status_code, broken.text) == (500, "Internal Server Error")
+
+
+def test_http_error_fault_sends_any_status_in_the_dialects_body() -> None:
+    for dialect, status in (("openai", 403), ("llamacpp", 422), ("llama-cpp-python", 404)):
+        with OpenAIStandIn(dialect=dialect) as llm:
+            llm.script("http_error", status=status, message="nope")
+            reply = httpx.post(f"{llm.base_url}/chat/completions",
+                               json={"model": MODEL, "messages": messages()})
+            assert reply.status_code == status and reply.json()["error"]["message"] == "nope"
+
+
+def test_scripted_faults_can_match_a_request() -> None:
+    with OpenAIStandIn() as llm:
+        client = llm.client(max_retries=0)
+        llm.script("refusal", match="Title: Second")
+        assert ask(client, messages=messages("First")).choices[0].message.refusal is None
+        assert ask(client, messages=messages("Second")).choices[0].message.refusal == REFUSAL_TEXT
+
+
+def test_drawn_faults_depend_on_the_request_not_the_order() -> None:
+    def served(titles: list[str]) -> dict[str, str | None]:
+        with OpenAIStandIn(fault_rate=0.5, seed=9, kinds=["malformed", "refusal"]) as llm:
+            client = llm.client(max_retries=0)
+            for t in titles:
+                ask(client, messages=messages(t))
+            return {r["body"]["messages"][1]["content"]: r["fault"] for r in llm.requests}
+    titles = [f"Change {i}" for i in range(12)]
+    assert served(titles) == served(list(reversed(titles)))
 
 
 @pytest.mark.parametrize("response_format", [{"type": "json_object"}, json_schema_format()])
