@@ -45,7 +45,7 @@ from ..errors import ConfigError, RewriteError, Stopped
 log = logging.getLogger("synth.llm")
 
 FORMS = ("json_schema", "json_object", "prompt")
-LOCAL_TIMEOUT = 900.0  # seconds: a whole bounded answer from a CPU-only server (README table)
+LOCAL_TIMEOUT = 1800.0  # seconds: 4,096 tokens at 2.5 tokens/s, a CPU-only server (README table)
 STRUCTURED_OUTPUT = ("auto", *FORMS)
 DIALECTS = FORMS  # the older name
 
