@@ -10,6 +10,7 @@ across back-to-back uses and lets go of it often, so curators get their turn.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import threading
 from pathlib import Path
@@ -20,6 +21,8 @@ import duckdb
 from ..clock import Clock
 from ..errors import QueueBusy, QueueError, SQLError
 from .schema import migrate
+
+log = logging.getLogger("synth.queue")
 
 if TYPE_CHECKING:
     from ..models import Batch
@@ -68,15 +71,20 @@ class Queue:
                 raise QueueError(f"cannot create the folder of the queue {self.path}: "
                                  f"{exc.strerror}") from None
         clock = self.clock
-        deadline = clock.monotonic() + (self.busy_timeout if wait is None else wait)
+        limit = self.busy_timeout if wait is None else wait
+        deadline = clock.monotonic() + limit
         delay = 0.05
+        told = False
         while True:
             try:
                 con = self._open(read_only)
                 break
-            except QueueBusy:
+            except QueueBusy as exc:
                 if clock.monotonic() + delay > deadline:
                     raise
+                if not told and limit >= 5:
+                    log.info("%s; waiting up to %.0f s", exc, limit)
+                    told = True
                 clock.sleep(delay)
                 delay = min(delay * 2, 2.0)
         if not read_only and not self._migrated:
