@@ -100,7 +100,7 @@ def test_faults_give_recorded_failures_then_retry(cli, plain_repo, tmp_path, mon
     db = tmp_path / "faulty.duckdb"
     kinds = ["malformed", "truncated", "refusal", "rate_limit", "server_error", "invalid_schema",
              "garbage"]
-    with OpenAIStandIn(fault_rate=0.5, seed=3, kinds=kinds,
+    with OpenAIStandIn(fault_rate=0.5, seed=4, kinds=kinds,
                        fault_params={"rate_limit": {"retry_after": 0.05}}) as llm:
         r = run_llm(cli, llm, plain_repo, db, monkeypatch)
         assert r.code in (0, 3), r
