@@ -131,37 +131,41 @@ def test_review_errors(cli, history_100, db):
     assert r.code == 2 and "either with --where" in r.err
 
 
-def test_sql_while_another_process_holds_the_file(cli, history_100, db):
+HOLD_UNTIL_TOLD = """
+import duckdb, sys
+con = duckdb.connect(sys.argv[1])
+print("held", flush=True)
+sys.stdin.readline()
+con.close()
+print("released", flush=True)
+sys.stdin.readline()
+"""
+
+
+def test_sql_while_another_process_holds_the_file(cli, history_100, db, tmp_path):
     path, _ = history_100
     cli("run", "--git", path, "--db", db, "--no-rewrite", "--limit", "3")
-    holder = subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent(f"""
-            import duckdb, sys, time
-            con = duckdb.connect({str(db)!r})
-            print("held", flush=True)
-            sys.stdin.readline()
-        """)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_UNTIL_TOLD, str(db)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "held"
-        r = cli("sql", "SELECT 1", "--db", db)  # waits its 5 seconds, then gives up
+        (tmp_path / "synth.toml").write_text("[queue]\nbusy_timeout = 0.2\n")
+        r = cli("sql", "SELECT 1", "--db", db)  # waits its (short) busy_timeout, then gives up
         assert r.code == 75 and "in use by another process" in r.err
+        (tmp_path / "synth.toml").unlink()
+        # a holder that lets go while `synth sql` waits (up to 5 s): sql answers
+        sql = subprocess.Popen(
+            [sys.executable, "-m", "synth", "sql", "SELECT count(*) FROM candidates", "--db", str(db)],
+            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        assert "waiting up to 5 s" in sql.stderr.readline()  # it is waiting now
+        holder.stdin.write("\n")
+        holder.stdin.flush()
+        assert holder.stdout.readline().strip() == "released"
+        out, err = sql.communicate(timeout=30)
+        assert sql.returncode == 0 and "3" in out, err
     finally:
         holder.stdin.close()
         holder.wait(timeout=10)
-    brief = subprocess.Popen(  # a run holding the file for a moment, as a crawl does
-        [sys.executable, "-c", textwrap.dedent(f"""
-            import duckdb, time
-            con = duckdb.connect({str(db)!r})
-            print("held", flush=True)
-            time.sleep(1.0)
-            con.close()
-        """)], stdout=subprocess.PIPE, text=True)
-    try:
-        assert brief.stdout.readline().strip() == "held"
-        r = cli("sql", "SELECT count(*) FROM candidates", "--db", db)
-        assert r.code == 0 and "3" in r.out
-    finally:
-        brief.wait(timeout=10)
 
 
 def test_every_command_has_help(cli):

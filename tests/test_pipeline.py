@@ -22,31 +22,35 @@ def pr(n: int) -> PullRequest:
 
 
 class SlowSource:
-    """Two batches with a pause between them; during the pause another process reads."""
+    """Two batches; between them the source waits (as for an LLM or a rate limit) until
+    another process has read the queue file, which it can only once the run lets go."""
 
     label = "test"
     kind = "git"
 
-    def __init__(self, db, pause: float):
-        self.db, self.pause, self.read_during_pause = db, pause, None
+    def __init__(self, db):
+        self.db, self.read_during_pause = db, None
 
     def repos(self):
         return [Repo("o", "r")]
 
     def batches(self, repo, known, batch_size, limit, cursor=None):
-        yield SourceBatch(prs=[pr(1), pr(2)], total=4)
         import time
-        time.sleep(self.pause)  # a slow source: an LLM, a rate limit
-        self.read_during_pause = subprocess.run(
-            [sys.executable, "-c", "import duckdb,sys; print(duckdb.connect(sys.argv[1], "
-             "read_only=True).execute('SELECT count(*) FROM pull_requests').fetchone()[0])",
-             str(self.db)], capture_output=True, text=True)
+        yield SourceBatch(prs=[pr(1), pr(2)], total=4)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:  # until the reader gets in (a bound, not a pace)
+            self.read_during_pause = subprocess.run(
+                [sys.executable, "-c", "import duckdb,sys; print(duckdb.connect(sys.argv[1], "
+                 "read_only=True).execute('SELECT count(*) FROM pull_requests').fetchone()[0])",
+                 str(self.db)], capture_output=True, text=True)
+            if self.read_during_pause.returncode == 0:
+                break
         yield SourceBatch(prs=[pr(3), pr(4)], total=4)
 
 
 def test_a_run_lets_go_of_the_file_while_its_source_is_slow(tmp_path):
     db = tmp_path / "q.duckdb"
-    source = SlowSource(db, pause=1.5)  # the writer lets go after 0.5 s without work
+    source = SlowSource(db)  # the writer lets go after 0.5 s without work
     summary = Pipeline(Queue(db), load_rules(), None, RunOptions(rewrite=False)).run([source])
     assert summary.status == "ok"
     read = source.read_during_pause

@@ -93,30 +93,28 @@ def test_sigkill_at_random_points_then_rerun_equals_uninterrupted(history_100, t
 def test_held_file_run_completes_and_spool_is_ingested(history_100, tmp_path, batchy, reference):
     path, _ = history_100
     db = tmp_path / "held.duckdb"
+    batchy.write_text(batchy.read_text().replace("busy_timeout = 1.0", "busy_timeout = 0.1"))
     subprocess.run(synth_cmd("sql", "SELECT 1", "--db", db), cwd=tmp_path)  # no file yet: fine
     run_ok(tmp_path, "--git", path, "--db", db, "--limit", "1")  # create the file
     holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
-        import duckdb, sys, time
+        import duckdb, sys
         con = duckdb.connect({str(db)!r})
         print("held", flush=True)
-        time.sleep(4)
-        con.close()
-        print("released", flush=True)
-        time.sleep(30)
-    """)], stdout=subprocess.PIPE, text=True)
+        sys.stdin.readline()
+    """)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "held"
         r = subprocess.run(synth_cmd("sql", "SELECT 1", "--db", db), cwd=tmp_path,
                            capture_output=True, text=True)
         assert r.returncode == 75 and "in use by another process" in r.stderr
-        r = run_ok(tmp_path, "--git", path, "--db", db)
+        r = run_ok(tmp_path, "--git", path, "--db", db)  # the whole run while the file is held
+        assert "spool" in r.stdout
     finally:
-        holder.kill()
-        holder.wait()
+        holder.stdin.close()
+        holder.wait(timeout=30)
     spool = tmp_path / "spool" / "held"
-    leftover = [p for p in spool.iterdir() if not p.name.startswith(".")] if spool.exists() else []
-    if leftover:  # the run ended while the file was still held: the next run ingests them
-        run_ok(tmp_path, "--git", path, "--db", db)
+    assert [p for p in spool.iterdir() if not p.name.startswith(".")]  # it all waits there
+    run_ok(tmp_path, "--git", path, "--db", db)  # the next run ingests it first
     assert not [p for p in spool.iterdir() if not p.name.startswith(".")]
     assert snapshot(db) == reference
 
