@@ -19,7 +19,7 @@ from datetime import date, datetime
 from pathlib import Path
 
 from . import __version__, app, config, export as export_mod
-from .errors import (EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, ReviewError,
+from .errors import (EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, EXIT_PARTIAL, ReviewError,
                      SynthError)
 from .exclusions import load_exclusions
 from .progress import Progress, setup_logging
@@ -300,7 +300,10 @@ def cmd_dedupe(args, settings) -> int:
 
 
 def cmd_export(args, settings) -> int:
-    since = date.fromisoformat(args.since) if args.since else None
+    try:
+        since = date.fromisoformat(args.since) if args.since else None
+    except ValueError:
+        raise config.ConfigError(f"--since takes a date YYYY-MM-DD, got {args.since!r}") from None
     res = export_mod.export(app.open_queue(settings), Path(args.out), args.format, since,
                             args.split_by_repo, args.style,
                             exclude=load_exclusions(settings.filters.exclude_file))
@@ -328,8 +331,8 @@ def cmd_stats(args, settings) -> int:
 
 def cmd_filter(args, settings) -> int:
     if not args.rescore:
-        print("nothing to do: pass --rescore to re-decide stored PRs with the current rules")
-        return EXIT_USAGE
+        raise config.ConfigError("nothing to do: pass --rescore to re-decide stored PRs with "
+                                 "the current rules")
     res = app.rescore(settings)
     print(f"rescored {res.prs} PRs with filter version {res.filter_version}: "
           f"{res.kept} kept, {res.prs - res.kept} dropped, {res.changed} changed verdict")

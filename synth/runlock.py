@@ -15,7 +15,7 @@ import socket
 import time
 from pathlib import Path
 
-from .errors import RunLocked
+from .errors import QueueError, RunLocked
 
 
 class RunLock:
@@ -25,8 +25,12 @@ class RunLock:
         self.previous: dict | None = None  # the record a crashed holder left, if any
 
     def acquire(self) -> "RunLock":
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fh = open(self.path, "a+", encoding="utf-8")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fh = open(self.path, "a+", encoding="utf-8")
+        except OSError as exc:
+            raise QueueError(f"cannot create the run lock {self.path} beside the queue: "
+                             f"{exc.strerror}") from None
         try:
             fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:

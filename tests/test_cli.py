@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import textwrap
 
 import duckdb
 import pytest
@@ -227,3 +226,21 @@ def test_demo_twice_same_counts(cli, tmp_path):
     assert r.out.splitlines()[1] == str(first["review_queue"])
     assert cli("run", "--demo").code == 0
     assert counts(db) == first
+
+
+def test_sql_out_writes_the_result_where_the_curator_asks(cli, history_100, db, tmp_path):
+    import pyarrow.parquet as pq
+    path, _ = history_100
+    cli("run", "--git", path, "--db", db, "--no-rewrite", "--limit", "4")
+    query = "SELECT number, kept, reasons FROM candidates ORDER BY number"
+    r = cli("sql", query, "--db", db, "--out", tmp_path / "c.parquet")
+    assert r.code == 0 and "wrote 4 rows" in r.out
+    table = pq.read_table(tmp_path / "c.parquet")
+    assert table.num_rows == 4 and table.column_names == ["number", "kept", "reasons"]
+    assert cli("sql", query, "--db", db, "--out", tmp_path / "c.csv").code == 0
+    lines = (tmp_path / "c.csv").read_text().splitlines()
+    assert lines[0] == '"number","kept","reasons"' and len(lines) == 5
+    assert cli("sql", query, "--db", db, "--out", tmp_path / "c.jsonl").code == 0
+    rows = [json.loads(x) for x in (tmp_path / "c.jsonl").read_text().splitlines()]
+    assert [set(r) for r in rows] == [{"number", "kept", "reasons"}] * 4
+    assert isinstance(rows[0]["reasons"], list)

@@ -63,12 +63,13 @@ def run_one(queue: "Queue", text: str, wait: float = 0.0, out: str | None = None
             raise SQLError(f"cannot make the connection read-only: {exc}") from None
         check_statement(con, text)
         try:
-            cur = con.execute(text)
             if out is None:
+                cur = con.execute(text)
                 if cur.description is None:
                     return [], []
                 return [d[0] for d in cur.description], cur.fetchall()
-            table = cur.fetch_arrow_table() if cur.description is not None else pa.table({})
+            rel = con.sql(text)
+            table = rel.to_arrow_table() if rel is not None else pa.table({})
         except duckdb.Error as exc:
             raise SQLError(f"SQL error: {_first_line(exc)}") from None
     return _write(table, Path(out), fmt)
