@@ -31,6 +31,7 @@ import git  # GitPython
 from ..clock import Clock
 from ..errors import EmptyHistory, NotAGitRepository, SourceError
 from ..models import Cursor, FileChange, PullRequest, Repo, SourceBatch
+from .gitpatch import MAX_PATCH_KEEP, drained, parse_log_patches  # noqa: F401 (re-exported)
 
 MERGE_RE = re.compile(r"^Merge pull request #(\d+)\b")
 SQUASH_RE = re.compile(r"\(#(\d+)\)\s*$")
@@ -44,9 +45,7 @@ LANGUAGE_NAMES = {
     "cs": "C#", "swift": "Swift", "scala": "Scala", "ex": "Elixir", "exs": "Elixir",
     "dart": "Dart", "lua": "Lua", "r": "R", "jl": "Julia", "hs": "Haskell", "clj": "Clojure",
 }
-MAX_PATCH_KEEP = 1 << 20  # keep at most 1 MiB of patch text per file; count the rest
 _SEP = "\x1e"  # record separator between commits in the listing pass
-_COMMIT = b"\x00\x00synth-commit\x00"
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,7 +184,7 @@ class GitSource:
         assert proc.stdin and proc.stdout
         proc.stdin.write(("\n".join(by_sha) + "\n").encode())
         proc.stdin.close()
-        blocks = _drained(proc.stdout, self.clock)
+        blocks = drained(proc.stdout, self.clock)
         try:
             names: dict[str, str] | None = None
 
@@ -251,64 +250,6 @@ def _with_author(c: PRCommit, authors: dict[str, str]) -> PRCommit:
     return PRCommit(c.sha, c.parents, c.number, c.title, c.body, name, c.merged_at, c.style)
 
 
-def _drained(stream, clock: Clock, max_blocks: int = 256) -> Iterator[bytes]:
-    """The blocks of a pipe, read as fast as the writer gives them by a thread of their own.
-
-    Parsing and filtering a batch take long enough for git to fill a pipe's 64 KiB and
-    stop; a reader thread that keeps the pipe empty lets git run at its own speed on
-    another core. At most ``max_blocks`` blocks of at most 1 MiB each (a pipe's worth) wait
-    in memory: a few hundred milliseconds of git's output is all it takes to keep git busy.
-    A stop request (``clock``) ends a wait for git's output at once (Stopped); the caller's
-    cleanup kills git.
-    """
-    import os
-    import queue
-    import threading
-    fd = stream.fileno()
-    try:  # a bigger pipe: fewer, larger reads (Linux; elsewhere the default stands)
-        import fcntl
-        fcntl.fcntl(fd, getattr(fcntl, "F_SETPIPE_SZ", 1031), 1 << 20)
-    except (ImportError, OSError):
-        pass
-    blocks: queue.Queue = queue.Queue(max_blocks)
-    stop = threading.Event()
-
-    def pump() -> None:
-        while True:
-            try:
-                block = os.read(fd, 1 << 20)
-            except OSError as exc:
-                block = exc
-            while True:
-                if stop.is_set():
-                    return
-                try:
-                    blocks.put(block, timeout=0.1)
-                    break
-                except queue.Full:
-                    continue
-            if not isinstance(block, bytes) or not block:
-                return
-
-    reader = threading.Thread(target=pump, name="synth-git-reader", daemon=True)
-    reader.start()
-    try:
-        while True:
-            try:
-                block = blocks.get(timeout=0.1)
-            except queue.Empty:
-                clock.check()
-                continue
-            if isinstance(block, OSError):
-                raise SourceError(f"reading git's output failed: {block}")
-            if not block:
-                return
-            yield block
-    finally:
-        stop.set()
-        reader.join()
-
-
 def _pr_commit(sha: str, parents: list[str], author: str, date: str, subject: str,
                body: str) -> PRCommit | None:
     # seconds since the epoch: a commit's own time-zone text can be garbage ("+518:00")
@@ -334,171 +275,6 @@ def _looks_like_bot(author: str) -> bool:
 
 
 # ---------------------------------------------------------------- patch stream parsing
-
-class _FileAcc:
-    __slots__ = ("path", "old_path", "status", "adds", "dels", "chunks", "size", "binary",
-                 "truncated")
-
-    def __init__(self, a_path: str, b_path: str):
-        self.path = b_path
-        self.old_path = a_path
-        self.status = "modified"
-        self.adds = 0
-        self.dels = 0
-        self.chunks: list[bytes] = []
-        self.size = 0
-        self.binary = False
-        self.truncated = False
-
-    def finish(self) -> FileChange:
-        patch = None
-        undecodable = False
-        if not self.binary and self.chunks:
-            raw = b"".join(self.chunks)
-            try:
-                patch = raw.decode("utf-8")
-            except UnicodeDecodeError:
-                patch = raw.decode("utf-8", errors="replace")
-                undecodable = True
-        return FileChange(
-            path=self.path, status=self.status, additions=self.adds, deletions=self.dels,
-            patch=patch, binary=self.binary,
-            old_path=self.old_path if self.status in ("renamed", "copied") else None,
-            patch_bytes=self.size, patch_truncated=self.truncated, undecodable=undecodable)
-
-
-_MARK = _COMMIT  # starts every commit's record in the stream
-_DIFF = b"\ndiff --git "
-
-
-def parse_log_patches(stream, chunk_size: int = 1 << 20) -> Iterator[tuple[str, tuple[FileChange, ...]]]:
-    """Parse ``git log -p --format=%x00%x00synth-commit%x00%H`` output, commit by commit.
-
-    Works on bytes, a block at a time: commits are cut at their markers, files at their
-    ``diff --git`` lines, and added/removed lines are counted with bytes.count, so Python
-    never loops over patch lines. A non-UTF-8 patch is decoded with replacement and flagged,
-    never fatal. Per file at most MAX_PATCH_KEEP bytes of patch text are kept; all are counted.
-    ``stream`` is a binary file object, or an iterable of byte strings.
-    """
-    read = getattr(stream, "read", None)
-    blocks = iter(lambda: read(chunk_size), b"") if read else iter(stream)
-    buf = bytearray()  # grows in place: a huge commit spanning many blocks stays linear
-    for block in blocks:
-        start = max(0, len(buf) - len(_MARK) + 1)  # a marker may straddle two blocks
-        buf += block
-        cut = buf.rfind(_MARK, start)
-        if cut <= 0:
-            continue
-        done = bytes(buf[:cut])
-        del buf[:cut]
-        yield from _commits(done)
-    if buf:
-        yield from _commits(bytes(buf))
-
-
-def _commits(data: bytes) -> Iterator[tuple[str, tuple[FileChange, ...]]]:
-    for record in data.split(_MARK):
-        if not record:
-            continue
-        head, _, body = record.partition(b"\n")
-        sections = (b"\n" + body).split(_DIFF)[1:]
-        yield head.strip().decode(), tuple(_file(sec) for sec in sections)
-
-
-def _file(sec: bytes) -> FileChange:
-    at = sec.find(b"\n@@")
-    header, hunks = (sec, b"") if at == -1 else (sec[:at], sec[at + 1:])
-    first, _, rest = header.partition(b"\n")
-    acc = _FileAcc(*_diff_paths(b"diff --git " + first))
-    for line in rest.split(b"\n"):
-        if line:
-            _header_line(acc, line)
-    if hunks:
-        body = b"\n" + hunks
-        acc.adds = body.count(b"\n+")
-        acc.dels = body.count(b"\n-")
-        if not hunks.endswith(b"\n"):
-            hunks += b"\n"
-        acc.size = len(hunks)
-        if acc.size > MAX_PATCH_KEEP:
-            acc.truncated = True
-            hunks = hunks[:hunks.rfind(b"\n", 0, MAX_PATCH_KEEP) + 1]
-        acc.chunks = [hunks]
-    return acc.finish()
-
-
-def _header_line(cur: _FileAcc, line: bytes) -> None:
-    if line.startswith(b"new file mode"):
-        cur.status = "added"
-    elif line.startswith(b"deleted file mode"):
-        cur.status = "deleted"
-    elif line.startswith(b"rename from "):
-        cur.status = "renamed"
-        cur.old_path = _unquote(line[12:].rstrip(b"\n"))
-    elif line.startswith(b"rename to "):
-        cur.path = _unquote(line[10:].rstrip(b"\n"))
-    elif line.startswith(b"copy from "):
-        cur.status = "copied"
-        cur.old_path = _unquote(line[10:].rstrip(b"\n"))
-    elif line.startswith(b"copy to "):
-        cur.path = _unquote(line[8:].rstrip(b"\n"))
-    elif line.startswith(b"+++ ") and not line.startswith(b"+++ /dev/null"):
-        cur.path = _unquote(line[4:].rstrip(b"\n"), strip_prefix=True)
-    elif line.startswith(b"--- ") and not line.startswith(b"--- /dev/null"):
-        cur.old_path = _unquote(line[4:].rstrip(b"\n"), strip_prefix=True)
-    elif line.startswith(b"Binary files ") or line.startswith(b"GIT binary patch"):
-        cur.binary = True
-
-
-def _diff_paths(line: bytes) -> tuple[str, str]:
-    """Paths from a ``diff --git a/X b/Y`` line; exact when X == Y (the usual case)."""
-    rest = line[11:].rstrip(b"\n")
-    if rest.startswith(b'"'):
-        parts = _split_quoted(rest)
-        if len(parts) == 2:
-            return _unquote(parts[0], True), _unquote(parts[1], True)
-    half = (len(rest) - 1) // 2
-    a, b = rest[:half], rest[half + 1:]
-    if a[2:] == b[2:]:
-        p = _unquote(b, True)
-        return p, p
-    a_part, _, b_part = rest.partition(b" b/")
-    return _unquote(a_part, True), _unquote(b"b/" + b_part, True)
-
-
-def _split_quoted(rest: bytes) -> list[bytes]:
-    parts, buf, quoted, esc = [], bytearray(), False, False
-    for ch in rest:
-        b = bytes([ch])
-        if quoted:
-            buf += b
-            if esc:
-                esc = False
-            elif b == b"\\":
-                esc = True
-            elif b == b'"':
-                quoted = False
-        elif b == b'"':
-            quoted = True
-            buf += b
-        elif b == b" ":
-            parts.append(bytes(buf))
-            buf = bytearray()
-        else:
-            buf += b
-    parts.append(bytes(buf))
-    return [p for p in parts if p]
-
-
-def _unquote(raw: bytes, strip_prefix: bool = False) -> str:
-    raw = raw.split(b"\t", 1)[0] if b"\t" in raw and not raw.startswith(b'"') else raw
-    if raw.startswith(b'"') and raw.endswith(b'"'):
-        raw = raw[1:-1].decode("unicode_escape").encode("latin-1")
-    text = raw.decode("utf-8", errors="replace")
-    if strip_prefix and (text.startswith("a/") or text.startswith("b/")):
-        text = text[2:]
-    return text
-
 
 class GitRepoSource:
     """A local clone as a pipeline source: the PRs not decided yet, in batches."""
