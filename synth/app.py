@@ -115,8 +115,31 @@ def make_rewriter(settings: Settings, req: RunRequest, rules: Rules, clock=None)
                        prompts_dir=rw.prompts_dir, max_tokens=rw.max_tokens or None)
 
 
+def make_triage(settings: Settings, req: RunRequest, rules: Rules, clock=None):
+    """The optional LLM triage ([triage] enabled), or None."""
+    tr = settings.triage
+    if not tr.enabled:
+        return None
+    from .rewrite.llm import LLMClient
+    from .rewrite.triage import Triage
+    model = tr.model or req.model or settings.rewrite.model
+    base_url = tr.base_url or settings.rewrite.base_url
+    key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else None
+    if not model:
+        raise ConfigError("[triage] needs a model: [triage] model or [rewrite] model")
+    if not key and not base_url:
+        raise ConfigError("[triage] needs OPENAI_API_KEY or a base_url ([triage] base_url, "
+                          "[rewrite] base_url or OPENAI_BASE_URL)")
+    client = LLMClient(model, base_url=base_url, api_key=key, timeout=tr.timeout,
+                       structured_output=settings.rewrite.structured_output, clock=clock)
+    return Triage(client, rules, prompt_version=tr.prompt_version,
+                  max_patch_tokens=tr.max_patch_tokens, prompts_dir=settings.rewrite.prompts_dir,
+                  prices=settings.rewrite.prices)
+
+
 def _run_locked(settings, req, rules, queue, clock, progress) -> RunSummary:
     rewriter = make_rewriter(settings, req, rules, clock) if req.rewrite else None
+    triage = make_triage(settings, req, rules, clock) if req.rewrite else None
     opts = RunOptions(batch_size=settings.run.batch_size,
                       exclusions=load_exclusions(settings.filters.exclude_file),
                       limit=settings.run.limit if req.limit is None else req.limit,
@@ -137,7 +160,7 @@ def _run_locked(settings, req, rules, queue, clock, progress) -> RunSummary:
             raise ConfigError("nothing to run: pass --demo or --git PATH (or list sources in "
                               "synth.toml)")
         opts.source_label = ",".join(s.label for s in sources)
-        return Pipeline(queue, rules, rewriter, opts, clock).run(sources)
+        return Pipeline(queue, rules, rewriter, opts, clock, triage=triage).run(sources)
 
 
 def github_client(settings: Settings, req: RunRequest | None = None, clock: Clock | None = None):
@@ -338,10 +361,23 @@ def filters_eval(settings: Settings, labels_paths: list[str] | str, clones: str 
     decisions = {k: decide(pr, rules) for k, pr in prs.items()}
     splits = sorted({lab.split for lab in labels}, key=lambda s: (s != "heldout", s))
     if splits == [""]:
-        return [("", evaluate(labels, decisions))]
-    return [(f"split: {s or '(none)'}" + ("  (never tuned on: the filter's quality)"
-                                           if s == "heldout" else ""),
-             evaluate([lab for lab in labels if lab.split == s], decisions)) for s in splits]
+        reports = [("", evaluate(labels, decisions))]
+    else:
+        reports = [(f"split: {s or '(none)'}" + ("  (never tuned on: the filter's quality)"
+                                                  if s == "heldout" else ""),
+                    evaluate([lab for lab in labels if lab.split == s], decisions))
+                   for s in splits]
+    if not clones:  # the LLM triage's verdicts, where the queue holds any, judged apart
+        verdicts = q.triage_verdicts(open_queue(settings), list(prs))
+        judged = [lab for lab in labels if (lab.repo, lab.number) in verdicts]
+        if judged:
+            from .models import Decision
+            models = sorted({m for _, m in verdicts.values() if m})
+            tri = {k: Decision(k[0], k[1], kept, ("triage_substantive",) if kept else
+                               ("triage_trivial",), "triage") for k, (kept, _) in verdicts.items()}
+            reports.append((f"LLM triage ({', '.join(models)}), on the {len(judged)} labelled "
+                            "PRs it judged (those the rules kept)", evaluate(judged, tri)))
+    return reports
 
 
 def _labelled_prs_from_clones(clones: str, labels) -> dict:

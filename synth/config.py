@@ -91,6 +91,17 @@ class RewriteSettings(_Section):
                             description="per answer; 0: from the task schema (at most 4096)")
 
 
+class TriageSettings(_Section):
+    """The optional LLM triage between the filter and the rewrite (off by default)."""
+
+    enabled: bool = False
+    model: str | None = Field(default=None, description="default: [rewrite] model")
+    base_url: str | None = Field(default=None, description="default: [rewrite] base_url / OPENAI_BASE_URL")
+    prompt_version: str = "triage_v1"
+    max_patch_tokens: int = Field(default=1500, ge=100)
+    timeout: float = Field(default=60.0, gt=0)
+
+
 class RunSettings(_Section):
     batch_size: int = Field(default=250, ge=1)
     limit: int = Field(default=0, ge=0, description="0: no limit")
@@ -106,6 +117,7 @@ class Settings(_Section):
     github: GitHubSettings = Field(default_factory=GitHubSettings)
     filters: FilterSettings = Field(default_factory=FilterSettings)
     rewrite: RewriteSettings = Field(default_factory=RewriteSettings)
+    triage: TriageSettings = Field(default_factory=TriageSettings)
     run: RunSettings = Field(default_factory=RunSettings)
     review: ReviewSettings = Field(default_factory=ReviewSettings)
     # secrets: from the environment only, never printed
@@ -238,6 +250,14 @@ SAMPLE = '''\
 # [rewrite.prices.gpt-4o-mini]       # USD per million tokens, for cost accounting
 # input = 0.15
 # output = 0.60
+
+[triage]
+# enabled = false                    # ask an LLM "substantive or trivial?" before rewriting
+# model = ""                         # default: [rewrite] model
+# base_url = ""                      # default: [rewrite] base_url / OPENAI_BASE_URL
+# prompt_version = "triage_v1"
+# max_patch_tokens = 1500            # the patch is cut to this many tokens for the triage
+# timeout = 60
 
 [run]
 # batch_size = 250                   # PRs per queue transaction

@@ -29,13 +29,14 @@ DROP_CODES = frozenset({
     # mechanical change that touches code (substance analysis, titles)
     "removal", "move_only", "symbol_rename", "pass_through", "lint_only", "coverage_only",
     "branch_merge",
+    "triage_trivial",  # the optional LLM triage (rewrite/triage.py)
     # a PR whose files all fall in one trivial class: <class>_only
     "docs_only", "tests_only", "ci_only", "lockfile_only", "generated_only", "vendored_only",
     "build_only", "assets_only",
 })
 INFO_CODES = frozenset({
     "substantive", "has_tests", "binary_files", "non_utf8_patch", "patch_truncated",
-    "patches_missing",
+    "patches_missing", "triage_substantive",
 })
 
 _SIZE_KEYS = {"max_files": 60, "max_changed_lines": 3000, "max_patch_bytes": 2_000_000}

@@ -96,9 +96,10 @@ class RunContext:
 
 class Pipeline:
     def __init__(self, queue: q.Queue, rules: Rules, rewriter: Rewriter | None,
-                 options: RunOptions, clock: Clock | None = None):
+                 options: RunOptions, clock: Clock | None = None, triage=None):
         self.ctx = RunContext(queue, rules, options, clock or queue.clock)
         self.rewriter = rewriter if options.rewrite else None
+        self.triage = triage if self.rewriter is not None else None
 
     @property
     def summary(self) -> RunSummary:
@@ -122,7 +123,7 @@ class Pipeline:
                 self._start()
                 crawl = Crawl(ctx, list(sources))
                 if self.rewriter is not None:
-                    rewrite = Rewrite(ctx, self.rewriter, crawl.done)
+                    rewrite = Rewrite(ctx, self.rewriter, crawl.done, self.triage)
                 self._stages(crawl, rewrite)
             except KeyboardInterrupt:
                 ctx.stats.status = "interrupted"

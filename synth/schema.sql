@@ -201,6 +201,8 @@ SELECT task_id, repo, number, pr_url AS url, title, category, difficulty,
        status, created_at
 FROM tasks
 WHERE status = 'pending'
+  -- a task its own rewriter flagged as trivial or not code waits outside the queue
+  AND NOT list_has_any(coalesce(flags, []::VARCHAR[]), ['trivial', 'not_code'])
 ORDER BY judge_score DESC NULLS LAST, confidence DESC NULLS LAST, created_at, task_id;
 
 CREATE OR REPLACE VIEW approved_tasks AS

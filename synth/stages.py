@@ -199,9 +199,12 @@ class Rewrite:
     On a stop, requests in flight are abandoned (their workers are daemon threads): no
     task is written for them, so they stay pending for the next run."""
 
-    def __init__(self, ctx: "RunContext", rewriter: Rewriter, crawl_done: threading.Event):
+    def __init__(self, ctx: "RunContext", rewriter: Rewriter, crawl_done: threading.Event,
+                 triage=None):
         self.ctx = ctx
         self.rewriter = rewriter
+        self.triage = triage  # rewrite/triage.py: asked first, once per PR and version
+        self._triaged: set[tuple[str, int]] = set()
         self.crawl_done = crawl_done
         self.done = threading.Event()
         self.error: BaseException | None = None
@@ -274,6 +277,8 @@ class Rewrite:
             return False
         if any(k[0] not in self._meta for k in keys):
             self._meta = q.repo_meta(ctx.queue)
+        if self.triage is not None:
+            self._triaged |= q.triaged(ctx.queue, keys, self.triage.version)
         prs = q.load_pull_requests(ctx.queue, keys)
         self._tried.update(keys)
         for pr in prs:
@@ -297,6 +302,12 @@ class Rewrite:
             try:
                 if ctx.clock.stopping:
                     continue  # abandoned: stays pending for the next run
+                if self.triage is not None and pr.key not in self._triaged:
+                    verdict = self.triage.judge(pr, decide(pr, ctx.rules).metrics)
+                    if not ctx.clock.stopping:
+                        ctx.writer.put(_triage_batch(verdict))
+                    if not (isinstance(verdict, Decision) and verdict.kept):
+                        continue  # trivial: never rewritten; a failure: asked next run
                 license, language = self._meta.get(pr.repo, (None, None))
                 result = self.rewriter.rewrite_one(pr, license, language)
                 if not ctx.clock.stopping:
@@ -314,6 +325,16 @@ class Rewrite:
                 with self._lock:
                     self._in_flight -= 1
                 self.new_work.set()
+
+
+def _triage_batch(verdict: Decision | Failure) -> Batch:
+    if isinstance(verdict, Failure):
+        return Batch(failures=[verdict])
+    m = verdict.metrics
+    return Batch(decisions=[verdict], counts={
+        "triage/substantive" if verdict.kept else "triage/trivial": 1,
+        "llm/tokens/in": m.get("tokens_in", 0), "llm/tokens/out": m.get("tokens_out", 0),
+        "llm/calls": 1, "llm/cost_microusd": round(m.get("cost_usd", 0) * 1_000_000)})
 
 
 def _result_batch(result: Task | Failure) -> Batch:

@@ -10,7 +10,8 @@
 """
 
 from .reads import (crawl_state, decided_prs, funnel, github_repos, load_http_cache,
-                    load_pull_requests, pending_rewrites, recent_runs, repo_list, repo_meta)
+                    load_pull_requests, pending_rewrites, recent_runs, repo_list, repo_meta,
+                    triage_verdicts, triaged)
 from .schema import SCHEMA_VERSION, TABLES, migrate, utcnow
 from .store import HeldConnection, Queue
 from .writes import WriteResult, abandon_runs, save_http_cache
@@ -19,5 +20,6 @@ __all__ = [
     "Queue", "HeldConnection", "WriteResult", "SCHEMA_VERSION", "TABLES", "migrate", "utcnow",
     "crawl_state", "decided_prs", "funnel", "github_repos", "load_http_cache",
     "load_pull_requests", "pending_rewrites", "recent_runs", "repo_list", "repo_meta",
+    "triage_verdicts", "triaged",
     "abandon_runs", "save_http_cache",
 ]

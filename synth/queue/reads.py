@@ -98,6 +98,30 @@ def pending_rewrites(queue: "Queue", rewriter: str, model: str | None, prompt_ve
     return [(r[0], r[1]) for r in rows]
 
 
+def triaged(queue: "Queue", keys: list[tuple[str, int]], version: str) -> set[tuple[str, int]]:
+    """Which of these PRs the triage already judged (decisions of this triage version)."""
+    if not keys:
+        return set()
+    _, rows = queue.query(
+        "SELECT d.repo, d.number FROM decisions d JOIN (SELECT unnest(?::VARCHAR[]) AS repo, "
+        "unnest(?::INTEGER[]) AS number) w USING (repo, number) WHERE d.filter_version = ?",
+        [[k[0] for k in keys], [k[1] for k in keys], version], wait=queue.busy_timeout)
+    return {(r, n) for r, n in rows}
+
+
+def triage_verdicts(queue: "Queue", keys: list[tuple[str, int]]) -> dict[tuple[str, int], tuple]:
+    """The latest triage verdict of each PR that has one: (kept, model)."""
+    if not keys or not queue.path.exists():
+        return {}
+    _, rows = queue.query(
+        "SELECT repo, number, arg_max(kept, decided_at), arg_max(metrics->>'triage_model', "
+        "decided_at) FROM decisions JOIN (SELECT unnest(?::VARCHAR[]) AS repo, "
+        "unnest(?::INTEGER[]) AS number) w USING (repo, number) "
+        "WHERE list_has_any(reasons, ['triage_substantive', 'triage_trivial']) GROUP BY ALL",
+        [[k[0] for k in keys], [k[1] for k in keys]], wait=queue.busy_timeout)
+    return {(r, n): (kept, model) for r, n, kept, model in rows}
+
+
 def repo_meta(queue: "Queue") -> dict[str, tuple[str | None, str | None]]:
     """repo -> (licence, primary language), for the rewriters."""
     if not queue.path.exists():

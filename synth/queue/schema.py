@@ -9,7 +9,7 @@ from typing import Any
 
 import duckdb
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 TABLES = ("repos", "pull_requests", "pr_files", "decisions", "tasks", "failures", "cursors", "runs",
           "resolved")  # what a batch writes, in order ("resolved" updates failures)
 
@@ -57,6 +57,7 @@ MIGRATIONS: list[tuple[int, str, Any]] = [
     (2, "curation: duplicates, revisions, http cache, reviewer_stats", _upgrade_2),
     (3, "tasks.pr_url; review_queue without a join", _upgrade_3),
     (4, "pr_files without a primary-key index", _upgrade_4),
+    (5, "review_queue leaves out tasks flagged trivial or not_code", lambda con: None),
 ]
 
 
