@@ -241,6 +241,7 @@ def _patch_verdicts(pr: PullRequest, rules: Rules, file_classes: dict[str, str],
     judged_code = 0  # code lines among files with patch text, not docs (for change kinds)
     sides: list[tuple[list[str], list[str]] | None] = [None] * len(files)
     code_parts = []  # code files' code lines, for the substance analysis
+    others = []  # non-code files with patch text: counted only if the code files hold none
     for i, f in enumerate(files):
         cls = file_classes[f.path]
         counted = None
@@ -250,14 +251,17 @@ def _patch_verdicts(pr: PullRequest, rules: Rules, file_classes: dict[str, str],
                 flags = (code_flags(f.path, sides[i][0]), code_flags(f.path, sides[i][1]))
                 counted = sum(flags[0]) + sum(flags[1])
                 code_parts.append(file_lines(f.path, f.patch, sides[i], flags))
+                judged_code += counted
             else:
-                counted = count_code_lines(f.path, f.patch, sides[i]).code
-            judged_code += counted
+                others.append(i)
         if cls == "code":
             if counted is not None and not f.patch_truncated:
                 code_lines += counted
             else:
                 code_lines += f.additions + f.deletions
+    if judged_code == 0:  # only then do other files' code lines matter (comment_only)
+        judged_code = sum(count_code_lines(files[i].path, files[i].patch, sides[i]).code
+                          for i in others)
     sub = analyse(code_parts)
     if metrics["patches_missing"] or metrics["truncated_files"]:
         # code without patch text: its lines count as logic, unseen

@@ -152,6 +152,8 @@ def _mechanical(line: str) -> bool:
 def _rename_pair(old: str, new: str) -> list[tuple[str, str]] | None:
     """The identifier substitutions that turn ``old`` into ``new``, when the two lines
     have the same shape and differ only in identifiers (None otherwise)."""
+    if old.count(" ") != new.count(" ") or old == new:  # a rename keeps the line's shape
+        return None
     a, b = _TOKEN.findall(old), _TOKEN.findall(new)
     if len(a) != len(b) or a == b:
         return None
