@@ -12,6 +12,7 @@ import logging
 import shutil
 import tempfile
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 from typing import Iterator
 
@@ -55,6 +56,7 @@ class RunRequest:
     repos_file: str | None = None
     discover: bool | None = None
     max_requests: int | None = None
+    report: str | None = None  # write the HTML report here when the run ends
 
 
 @contextlib.contextmanager
@@ -77,11 +79,16 @@ def run(settings: Settings, req: RunRequest, clock: Clock | None = None,
     clock = clock or Clock()
     rules = rules_for(settings)
     queue = open_queue(settings, clock)
+    if req.report:
+        _report_target(req.report)  # a bad path fails before the run, not after it
     with RunLock(queue.path) as lock:
         if lock.previous:
             log.warning("the previous run (pid %s, since %s) did not finish; resuming its work",
                         lock.previous.get("pid"), lock.previous.get("since"))
-        return _run_locked(settings, req, rules, queue, clock, progress)
+        summary = _run_locked(settings, req, rules, queue, clock, progress)
+        if req.report:  # still under the run lock: no other run writes meanwhile
+            report(settings, req.report)
+        return summary
 
 
 def make_rewriter(settings: Settings, req: RunRequest, rules: Rules, clock=None):
@@ -230,6 +237,29 @@ def stats(settings: Settings) -> dict[str, object]:
     reasons = f.pop("reasons")
     f["dropped_by_reason"] = {r: n for r, n in reasons if r not in INFO_CODES}
     return f
+
+
+def _report_target(out: str | Path) -> Path:
+    path = Path(out)
+    if path.is_dir():
+        raise ConfigError(f"--report/--out {path} is a folder; name the HTML file to write")
+    if not path.parent.is_dir():
+        raise ConfigError(f"cannot write the report {path}: folder {path.parent} does not exist")
+    return path
+
+
+def report(settings: Settings, out: str | Path, since: str | date | None = None,
+           repos: list[str] | None = None):
+    """Write the HTML report (report.py) of the queue, or of PRs, tasks, reviews, runs and
+    failures since ``since`` (YYYY-MM-DD) and of the repositories ``repos``."""
+    from . import report as report_mod
+    if isinstance(since, str):
+        try:
+            since = date.fromisoformat(since)
+        except ValueError:
+            raise ConfigError(f"--since takes a date YYYY-MM-DD, got {since!r}") from None
+    names = [r.strip() for item in repos or [] for r in item.split(",") if r.strip()]
+    return report_mod.write(open_queue(settings), _report_target(out), since, names)
 
 
 def repos(settings: Settings) -> tuple[list[str], list[tuple]]:

@@ -60,13 +60,15 @@ def cmd_run(args, settings) -> int:
                          judge=True if args.judge else None, github=args.github,
                          repos=args.repos, repos_file=args.repos_file,
                          discover=True if args.discover else None,
-                         max_requests=args.max_requests)
+                         max_requests=args.max_requests, report=args.report)
     progress = Progress(enabled=None if args.progress == "auto" else args.progress == "on")
     clock = Clock()
     with StopOnSignal(clock).installed():
         summary = app.run(settings, req, clock=clock, progress=progress)
     progress.clear()
     print_summary(summary)
+    if args.report:
+        print(f"  report:        {args.report}")
     if summary.status == "interrupted":
         return EXIT_INTERRUPTED
     return EXIT_PARTIAL if summary.status == "partial" else EXIT_OK
@@ -200,6 +202,12 @@ def cmd_export(args, settings) -> int:
     return EXIT_OK
 
 
+def cmd_report(args, settings) -> int:
+    res = app.report(settings, args.out, args.since, args.repo)
+    print(f"wrote {res.path} ({res.bytes / 1024:,.0f} KB) in {res.seconds:.2f} s")
+    return EXIT_OK
+
+
 def cmd_stats(args, settings) -> int:
     s = app.stats(settings)
     print(f"repos:          {s['repos']}")
@@ -283,6 +291,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--judge", action="store_true", help="score each new task with a judge prompt")
     r.add_argument("--progress", choices=["auto", "on", "off"], default="auto",
                    help="progress bars (auto: only when stderr is a terminal)")
+    r.add_argument("--report", metavar="FILE",
+                   help="when the run ends, write the HTML report (as `synth report`) to FILE")
     r.set_defaults(func=cmd_run)
 
     rp = sub.add_parser("repos", parents=[common], help="GitHub repositories",
@@ -414,6 +424,18 @@ def build_parser() -> argparse.ArgumentParser:
     st = sub.add_parser("stats", parents=[common], help="print the funnel",
                         description="Repositories, PRs, kept and dropped, tasks by status.")
     st.set_defaults(func=cmd_stats)
+
+    rp = sub.add_parser("report", parents=[common], help="write the HTML report",
+                        description="One self-contained HTML page with charts and tables: the "
+                        "funnel, dropped PRs by reason, LLM use and cost, task quality, review "
+                        "throughput and agreement, runs. Opens offline in any browser.")
+    rp.add_argument("--out", required=True, metavar="FILE", help="the HTML file to write")
+    rp.add_argument("--since", metavar="DATE",
+                    help="only PRs first seen, tasks created, review actions, runs and "
+                    "failures on or after DATE (YYYY-MM-DD)")
+    rp.add_argument("--repo", action="extend", nargs="+", metavar="OWNER/NAME",
+                    help="only these repositories (repeatable; runs stay queue-wide)")
+    rp.set_defaults(func=cmd_report)
     return p
 
 
