@@ -121,6 +121,10 @@ def cmd_review_action(args, settings) -> int:
     if res is None:
         print("no task matches; nothing changed")
         return EXIT_OK
+    if res.journaled:
+        print(f"{args.action}: {res.recorded} task(s) recorded; will apply when the queue is "
+              "free (a run holds it now)")
+        return EXIT_OK
     print(f"{args.action}: {res.recorded} task(s) recorded, {res.changed} changed status")
     return EXIT_OK
 
@@ -147,7 +151,10 @@ def cmd_review_edit(args, settings) -> int:
         current = app.review_content(settings, args.task_id)
         edited = _edit_in_editor(json.dumps(current, indent=2, ensure_ascii=False) + "\n")
     revision = app.review_edit(settings, args.task_id, edited, args.reviewer, args.note)
-    print(f"{args.task_id}: saved as revision {revision}")
+    if revision is None:
+        print(f"{args.task_id}: edit recorded; will apply when the queue is free")
+    else:
+        print(f"{args.task_id}: saved as revision {revision}")
     return EXIT_OK
 
 

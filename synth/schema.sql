@@ -141,7 +141,8 @@ CREATE TABLE IF NOT EXISTS review_events (
     note            VARCHAR,
     status_before   VARCHAR,
     status_after    VARCHAR,
-    acted_at        TIMESTAMP NOT NULL
+    acted_at        TIMESTAMP NOT NULL,       -- when the curator acted (not when applied)
+    journal_id      VARCHAR                   -- the review journal's id of the action
 );
 
 CREATE TABLE IF NOT EXISTS runs (

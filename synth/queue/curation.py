@@ -1,7 +1,11 @@
 """Curation: curator actions on tasks (select, approve/reject/needs-edit/skip, edit, with an
 audit log), reviewer ratings, and near-duplicate flags.
 
-Every action changes status and appends to review_events in the same transaction. Status in
+Every action is first appended to the review journal (journal.py), then applied with every
+other journaled action, in the order taken, by whichever process next writes the queue: this
+one at once when the file is free, else a run's writer between batches or the next command.
+An applied action changes status and appends to review_events in the same transaction, with
+the time the curator acted. Status in
 the tasks table is the truth: a curator who sets it with a raw UPDATE is respected, and the
 next action records that status as ``status_before``.
 
@@ -13,23 +17,28 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import datetime, timezone
 
 from typing import TYPE_CHECKING
 
-from ..errors import ReviewError, SQLError
+from ..errors import QueueBusy, ReviewError, SQLError, Stopped
 from ..models import ACTION_STATUS, DedupeResult
+from .journal import JournalRecord
 
 if TYPE_CHECKING:
     from .store import Queue
+
+
+APPLY_WAIT = 5.0  # seconds a review action waits for the file before it waits in the journal
 
 
 @dataclass(frozen=True)
 class ReviewResult:
     action: str
     changed: int  # tasks whose status changed
-    recorded: int  # events appended
+    recorded: int  # actions recorded
     task_ids: list[str]
+    journaled: bool = False  # recorded in the journal; applied when the queue is free
+
 
 
 def select_task_ids(queue: "Queue", where: str | None, ids: list[str]) -> list[str]:
@@ -55,35 +64,87 @@ def select_task_ids(queue: "Queue", where: str | None, ids: list[str]) -> list[s
 
 
 def apply_action(queue: "Queue", action: str, task_ids: list[str], reviewer: str,
-                 note: str | None = None, reviews_required: int = 1) -> ReviewResult:
+                 note: str | None = None, reviews_required: int = 1,
+                 wait: float = APPLY_WAIT) -> ReviewResult:
+    """Record a review action on tasks: journaled first (never lost), then applied with
+    every other journaled action if the file can be had within ``wait`` seconds; else the
+    next process that writes the queue applies it (ReviewResult.journaled)."""
     if action not in ACTION_STATUS:
         raise ReviewError(f"unknown action {action!r} ({', '.join(ACTION_STATUS)})")
     if not reviewer or not reviewer.strip():
         raise ReviewError("--reviewer NAME is required: every action is recorded with who took it")
-    now = datetime.now(timezone.utc).replace(tzinfo=None)
-    changed = 0
-    with queue.transaction() as con:
-        for tid in task_ids:
-            row = con.execute("SELECT status FROM tasks WHERE task_id = ?", [tid]).fetchone()
-            if row is None:
-                raise ReviewError(f"no task with id {tid}")
-            before = row[0]
-            after = ACTION_STATUS[action]
-            if action == "approve" and reviews_required > 1:
-                approvers = con.execute(
-                    "SELECT count(*) FROM (SELECT reviewer, arg_max(action, event_id) AS last "
-                    "FROM review_events WHERE task_id = ? AND reviewer <> ? GROUP BY reviewer) "
-                    "WHERE last = 'approve'", [tid, reviewer]).fetchone()[0] + 1
-                if approvers < reviews_required:
-                    after = "pending" if before in ("pending", "approved") else before
-            con.execute("INSERT INTO review_events (task_id, reviewer, action, note, "
-                        "status_before, status_after, acted_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                        [tid, reviewer.strip(), action, note, before, after, now])
-            if after != before:
-                con.execute("UPDATE tasks SET status = ?, updated_at = ? WHERE task_id = ?",
-                            [after, now, tid])
-                changed += 1
+    records = queue.journal.append([JournalRecord(tid, reviewer.strip(), action, note=note,
+                                                  reviews_required=reviews_required)
+                                    for tid in task_ids])
+    applied = apply_now(queue, wait)
+    if applied is None:
+        return ReviewResult(action, 0, len(task_ids), task_ids, journaled=True)
+    changed = sum(1 for r in records if applied.get(r.journal_id))
     return ReviewResult(action, changed, len(task_ids), task_ids)
+
+
+def apply_now(queue: "Queue", wait: float = APPLY_WAIT) -> dict[str, bool] | None:
+    """Apply the journal if the file can be had for writing within ``wait`` seconds:
+    journal id -> whether the task's status changed; None when the file stayed busy."""
+    try:
+        with queue.connect(wait=wait) as con:
+            return apply_journal(queue, con)
+    except (QueueBusy, Stopped):
+        return None
+
+
+def apply_journal(queue: "Queue", con) -> dict[str, bool]:
+    """Every journaled action, in the order taken, in one transaction (an action already in
+    review_events is skipped), then the journal emptied: journal id -> status changed."""
+    if not queue.journal.pending():
+        return {}
+    with queue.journal.locked():
+        records = queue.journal.read()
+        if not records:
+            return {}
+        done = {r[0] for r in con.execute(
+            "SELECT journal_id FROM review_events WHERE journal_id IN (SELECT unnest(?::VARCHAR[]))",
+            [[r.journal_id for r in records]]).fetchall()}
+        out: dict[str, bool] = {}
+        con.execute("BEGIN TRANSACTION")
+        try:
+            for r in records:
+                if r.journal_id in done:
+                    continue
+                out[r.journal_id] = (_apply_edit(con, r) if r.action == "edit"
+                                     else _apply_verdict(con, r))
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        queue.journal.clear()
+    return out
+
+
+def _apply_verdict(con, r: JournalRecord) -> bool:
+    row = con.execute("SELECT status FROM tasks WHERE task_id = ?", [r.task_id]).fetchone()
+    if row is None:  # the id was checked when the curator acted; tasks are never deleted
+        return False
+    before = row[0]
+    after = ACTION_STATUS[r.action]
+    if r.action == "approve" and r.reviews_required > 1:
+        approvers = con.execute(
+            "SELECT count(*) FROM (SELECT reviewer, arg_max(action, event_id) AS last "
+            "FROM review_events WHERE task_id = ? AND reviewer <> ? GROUP BY reviewer) "
+            "WHERE last = 'approve'", [r.task_id, r.reviewer]).fetchone()[0] + 1
+        if approvers < r.reviews_required:
+            after = "pending" if before in ("pending", "approved") else before
+    _event(con, r, before, after)
+    if after != before:
+        con.execute("UPDATE tasks SET status = ?, updated_at = ? WHERE task_id = ?",
+                    [after, r.acted, r.task_id])
+    return after != before
+
+
+def _event(con, r: JournalRecord, before: str, after: str) -> None:
+    con.execute("INSERT INTO review_events (task_id, reviewer, action, note, status_before, "
+                "status_after, acted_at, journal_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [r.task_id, r.reviewer, r.action, r.note, before, after, r.acted, r.journal_id])
 
 
 # ---------------------------------------------------------------- list, show, edit
@@ -139,9 +200,10 @@ def task_content(task: dict) -> dict:
 
 
 def save_edit(queue: "Queue", task_id: str, edited_text: str, editor: str,
-              note: str | None = None) -> int:
-    """Validate an edited task (JSON) and store it as a new revision, keeping the one it
-    replaces in task_revisions. Returns the new revision number."""
+              note: str | None = None) -> int | None:
+    """Validate an edited task (JSON) and record it as a new revision, keeping the one it
+    replaces in task_revisions (through the journal, like every review action). Returns the
+    task's revision now, or None when the edit waits in the journal."""
     from pydantic import ValidationError
     from ..models import TaskSpec
     from ..rewrite.guards import scrub_spec
@@ -156,37 +218,50 @@ def save_edit(queue: "Queue", task_id: str, edited_text: str, editor: str,
         raise ReviewError(f"the edited task does not validate: {errs}") from None
     if not editor or not editor.strip():
         raise ReviewError("--reviewer NAME is required: every edit is recorded with who made it")
-    now = datetime.now(timezone.utc).replace(tzinfo=None)
-    with queue.transaction() as con:
-        cur = con.execute(f"SELECT revision, status, {', '.join(EDITABLE)} FROM tasks "
-                          "WHERE task_id = ?", [task_id])
-        row = cur.fetchone()
-        if row is None:
+    if queue.path.exists():
+        _, rows = queue.query("SELECT 1 FROM tasks WHERE task_id = ?", [task_id],
+                              wait=queue.busy_timeout)
+        if not rows:
             raise ReviewError(f"no task with id {task_id}")
-        revision, status = row[0], row[1]
-        old = task_content(dict(zip(EDITABLE, row[2:])))
-        new = spec.model_dump()
-        if new == old:
-            return revision
-        con.execute("INSERT OR IGNORE INTO task_revisions VALUES (?, ?, ?, ?, ?, ?)",
-                    [task_id, revision, json.dumps(old), None, None, now])
-        con.execute(
-            "UPDATE tasks SET title = ?, category = ?, background = ?, query = ?, subtasks = ?, "
-            "modified_files = ?, related_files = ?, difficulty = ?, flags = ?, confidence = ?, "
-            "revision = ?, updated_at = ? WHERE task_id = ?",
-            [new["title"], new["category"], new["background"], new["query"],
-             json.dumps(new["subtasks"]), new["modified_files"], new["related_files"],
-             new["difficulty"], new["flags"], new["confidence"], revision + 1, now, task_id])
-        con.execute("INSERT INTO task_revisions VALUES (?, ?, ?, ?, ?, ?)",
-                    [task_id, revision + 1, json.dumps(new), editor.strip(), note, now])
-        con.execute("DELETE FROM task_signatures WHERE task_id = ?", [task_id])
-        after = "pending" if status == "needs_edit" else status  # edited: back for review
-        if after != status:
-            con.execute("UPDATE tasks SET status = ? WHERE task_id = ?", [after, task_id])
-        con.execute("INSERT INTO review_events (task_id, reviewer, action, note, status_before, "
-                    "status_after, acted_at) VALUES (?, ?, 'edit', ?, ?, ?, ?)",
-                    [task_id, editor.strip(), note, status, after, now])
-    return revision + 1
+    queue.journal.append([JournalRecord(task_id, editor.strip(), "edit", note=note,
+                                        content=spec.model_dump())])
+    if apply_now(queue) is None:
+        return None
+    _, rows = queue.query("SELECT revision FROM tasks WHERE task_id = ?", [task_id],
+                          wait=queue.busy_timeout)
+    return rows[0][0] if rows else None
+
+
+def _apply_edit(con, r: JournalRecord) -> bool:
+    """A new revision of the task (the one it replaces kept in task_revisions); an edit of a
+    needs_edit task puts it back to pending. Returns whether the status changed."""
+    row = con.execute(f"SELECT revision, status, {', '.join(EDITABLE)} FROM tasks "
+                      "WHERE task_id = ?", [r.task_id]).fetchone()
+    if row is None:
+        return False
+    revision, status = row[0], row[1]
+    old = task_content(dict(zip(EDITABLE, row[2:])))
+    new = r.content or {}
+    if new == old:
+        return False
+    now = r.acted
+    con.execute("INSERT OR IGNORE INTO task_revisions VALUES (?, ?, ?, ?, ?, ?)",
+                [r.task_id, revision, json.dumps(old), None, None, now])
+    con.execute(
+        "UPDATE tasks SET title = ?, category = ?, background = ?, query = ?, subtasks = ?, "
+        "modified_files = ?, related_files = ?, difficulty = ?, flags = ?, confidence = ?, "
+        "revision = ?, updated_at = ? WHERE task_id = ?",
+        [new["title"], new["category"], new["background"], new["query"],
+         json.dumps(new["subtasks"]), new["modified_files"], new["related_files"],
+         new["difficulty"], new["flags"], new["confidence"], revision + 1, now, r.task_id])
+    con.execute("INSERT INTO task_revisions VALUES (?, ?, ?, ?, ?, ?)",
+                [r.task_id, revision + 1, json.dumps(new), r.reviewer, r.note, now])
+    con.execute("DELETE FROM task_signatures WHERE task_id = ?", [r.task_id])
+    after = "pending" if status == "needs_edit" else status  # edited: back for review
+    if after != status:
+        con.execute("UPDATE tasks SET status = ? WHERE task_id = ?", [after, r.task_id])
+    _event(con, r, status, after)
+    return after != status
 
 
 def ratings(queue: "Queue") -> dict[str, dict[str, str]]:

@@ -9,7 +9,7 @@ from typing import Any
 
 import duckdb
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 TABLES = ("repos", "pull_requests", "pr_files", "decisions", "tasks", "failures", "cursors", "runs",
           "resolved")  # what a batch writes, in order ("resolved" updates failures)
 
@@ -49,6 +49,11 @@ def _upgrade_4(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("DROP TABLE pr_files_v3")
 
 
+def _upgrade_6(con: duckdb.DuckDBPyConnection) -> None:
+    """The review journal's id on each event it applied (applied exactly once)."""
+    con.execute("ALTER TABLE review_events ADD COLUMN IF NOT EXISTS journal_id VARCHAR")
+
+
 # (version, name, upgrade): a new file runs schema.sql and records every version; an older
 # file runs the upgrades it lacks (new columns), in order, then schema.sql (new tables,
 # views), in one transaction.
@@ -58,6 +63,7 @@ MIGRATIONS: list[tuple[int, str, Any]] = [
     (3, "tasks.pr_url; review_queue without a join", _upgrade_3),
     (4, "pr_files without a primary-key index", _upgrade_4),
     (5, "review_queue leaves out tasks flagged trivial or not_code", lambda con: None),
+    (6, "review_events.journal_id: actions applied from the review journal", _upgrade_6),
 ]
 
 

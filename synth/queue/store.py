@@ -20,7 +20,9 @@ import duckdb
 
 from ..clock import Clock
 from ..errors import QueueBusy, QueueError, SQLError
+from .journal import Journal
 from .schema import migrate
+from .turns import MAX_YIELD, Turns
 
 log = logging.getLogger("synth.queue")
 
@@ -39,6 +41,8 @@ class Queue:
         self.spool_dir = Path(spool_dir) if spool_dir else (
             self.path.parent / "spool" / self.path.stem)
         self.clock = clock or Clock()
+        self.turns = Turns(self.path)  # curators and a run take turns (turns.py)
+        self.journal = Journal(self.path)  # review actions waiting for the file (journal.py)
         self._migrated = False
         self._held: HeldConnection | None = None
         self._column_types: dict[str, dict[str, str]] | None = None
@@ -106,11 +110,12 @@ class Queue:
             with held.use(wait, read_only) as con:
                 yield con
             return
-        con = self._acquire(read_only, wait)
-        try:
-            yield con
-        finally:
-            con.close()
+        with self.turns.waiting():  # a run lets go of the file for this process meanwhile
+            con = self._acquire(read_only, wait)
+            try:
+                yield con
+            finally:
+                con.close()
 
     @contextlib.contextmanager
     def holding(self, max_hold: float = 3.0) -> Iterator["HeldConnection"]:
@@ -211,6 +216,7 @@ class HeldConnection:
         self._con: duckdb.DuckDBPyConnection | None = None
         self._since = 0.0
         self._lock = threading.RLock()
+        self.yields = 0  # times the run let go of the file for waiting curators
 
     @property
     def is_open(self) -> bool:
@@ -224,6 +230,7 @@ class HeldConnection:
         A read while nothing is held opens the file read-only, as outside a run, so that
         it can share the file with another process that is only reading."""
         with self._lock:
+            self._give_way()
             if self._con is None and read_only:
                 con = self.queue._acquire(True, wait)
                 try:
@@ -242,8 +249,21 @@ class HeldConnection:
                 self._close()
                 raise
             cur.close()
-            if self.queue.clock.monotonic() - self._since > self.max_hold:
+            if self.queue.clock.monotonic() - self._since > self.max_hold \
+                    or self.queue.turns.waiters():
                 self._close()
+
+    def _give_way(self) -> None:
+        """Curators wait for the file: let go of it until they are done (at most MAX_YIELD
+        seconds, so that a stream of them cannot stall the run)."""
+        turns, clock = self.queue.turns, self.queue.clock
+        if not turns.waiters():
+            return
+        self._close()
+        self.yields += 1
+        deadline = clock.monotonic() + MAX_YIELD
+        while turns.waiters() and clock.monotonic() < deadline:
+            clock.sleep(0.01)
 
     def release(self) -> None:
         with self._lock:

@@ -57,6 +57,9 @@ def write_many(queue: "Queue", batches: list[Batch], *, wait: float | None = Non
             done = ingest_pending(queue, con)  # older batches first, in order
             for batch in batches:
                 ingest(queue, con, ((t, _arrow(c)) for t, c in batch_columns(batch)))
+            if queue.journal.pending():  # review actions taken while the file was held
+                from .curation import apply_journal
+                apply_journal(queue, con)
             return WriteResult(done + given, 0, then(con) if then else None)
     except (QueueBusy, Stopped):
         for batch in batches:
