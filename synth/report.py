@@ -121,8 +121,13 @@ def _buckets(rows: list[tuple], step: float, lo: float | None = None,
     return [(round(i * step, 6), have.get(i, 0)) for i in range(first, last + 1)]
 
 
-def _run_label(started: datetime) -> str:
-    return started.strftime("%m-%d %H:%M")
+def _run_labels(started: list[datetime]) -> list[str]:
+    """Run start times as short labels, with seconds (then a number) when minutes clash."""
+    for fmt in ("%m-%d %H:%M", "%m-%d %H:%M:%S"):
+        labels = [s.strftime(fmt) for s in started]
+        if len(set(labels)) == len(labels):
+            return labels
+    return [f"{lab} #{i + 1}" for i, lab in enumerate(labels)]
 
 
 def _ratio(a, b):
@@ -178,7 +183,7 @@ def _dropped(d: ReportData) -> str:
         series: dict[str, list[float]] = {}
         for run, _, reason, n in long:
             series.setdefault(reason, [0] * len(runs))[idx[run]] = n
-        labels = [_run_label(s) for _, s in runs]
+        labels = _run_labels([s for _, s in runs])
         chart = charts.stacked(labels, _top(series), key="reasons_runs", label="cap-reasons_runs",
                                ylabel="PRs dropped")
         rows = [(reason, *vals) for reason, vals in sorted(series.items())]
@@ -203,7 +208,7 @@ def _llm(d: ReportData) -> str:
     if any(r[2] for r in runs):
         rows = [(run_id, started, calls, tin, tout, cost / 1e6, kept, _ratio(cost / 1e6, kept),
                  _ratio(tin + tout, kept)) for run_id, started, calls, tin, tout, cost, kept, _ in runs]
-        labels = [_run_label(r[1]) for r in rows]
+        labels = _run_labels([r[1] for r in rows])
         chart = charts.panels(labels, [
             ("tokens", [("in", [r[3] for r in rows]), ("out", [r[4] for r in rows])]),
             ("cost (USD)", [("per run", [r[5] for r in rows])]),
@@ -249,12 +254,14 @@ def _quality(d: ReportData) -> str:
             parts.append(figure(key, title, note, chart, table(key, tab.cols, rows)))
         else:
             parts.append(figure(key, title, note, None, "", "No task has one yet."))
-    parts.append(_bars("flags", "Flags", "Flags the rewriter or synth put on tasks.",
+    parts.append(_bars("flags", "Flags", "Flags the rewriter or synth put on tasks (the 20 "
+                       "most frequent).",
                        t["flags"], "No task is flagged.", "tasks"))
     parts.append(_bars("duplicates", "Near-duplicates", "Tasks whose query text or patch is a "
                        "near-copy of an older task's (dup_of set).", t["duplicates"],
                        "No near-duplicate found.", "tasks"))
-    parts.append(_bars("categories", "Categories", "Tasks by category.", t["categories"],
+    parts.append(_bars("categories", "Categories", "Tasks by category (the 20 most frequent).",
+                       t["categories"],
                        "No task yet.", "tasks"))
     parts.append(_bars("difficulty", "Difficulty", "Tasks by difficulty.", t["difficulty"],
                        "No task yet.", "tasks"))
@@ -290,8 +297,8 @@ def _review(d: ReportData) -> str:
         named = Table(["pair"] + k.cols, [(f"{r[0]} / {r[1]}", *r) for r in k.rows])
         chart = charts.hbar([r[0] for r in named.rows], [_nan(r[5]) for r in named.rows],
                             key="kappa", label="cap-kappa", xlabel="Cohen's kappa")
-        parts.append(figure("kappa", "Agreement", note, chart,
-                            table("kappa", named.cols, named.rows)
+        parts.append(figure("kappa", "Agreement", note + " Pairs sharing most tasks first.", chart,
+                            table("kappa", named.cols, named.rows, k.more)
                             + f'<p id="fleiss" data-value="{fleiss}">Fleiss\' kappa: {fleiss}</p>'))
     else:
         parts.append(figure("kappa", "Agreement", note, None, "",
@@ -311,7 +318,7 @@ def _runs(d: ReportData) -> str:
     parts = []
     if runs:
         rows = [(r[0], r[1], r[2], r[3], r[4], r[5], _ratio(r[5], r[4]), *r[6:]) for r in runs]
-        labels = [_run_label(r[1]) for r in rows]
+        labels = _run_labels([r[1] for r in rows])
         chart = charts.panels(labels, [
             ("seconds", [("duration", [_nan(r[4]) for r in rows])]),
             ("PRs per second", [("PRs/s", [_nan(r[6]) for r in rows])]),
@@ -367,8 +374,8 @@ def render(d: ReportData, *, queue: str, since: date | None, repos: list[str] | 
         shown = f"{v:,.2f}" if key == "cost_usd" else _fmt(v)
         tiles.append(f'<div><dt>{label}</dt><dd id="n-{key.replace(":", "-")}" '
                      f'data-value="{v!r}">{shown}</dd></div>')
-    tiles += [f'<div hidden><dt>{html.escape(s)}</dt><dd id="n-status-{html.escape(s)}" '
-              f'data-value="{n}">{n}</dd></div>' for s, n in status.items()
+    tiles += [f'<div><dt>{html.escape(s)}</dt><dd id="n-status-{html.escape(s)}" '
+              f'data-value="{n}">{n:,}</dd></div>' for s, n in status.items()
               if s not in ("pending", "approved", "rejected")]
     scope = ", ".join(filter(None, [
         f"since {since.isoformat()}" if since else "",

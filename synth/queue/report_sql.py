@@ -29,6 +29,7 @@ REASON_RUNS = 10    # runs in "dropped by reason, over the last runs"
 TOP_REPOS = 25      # repositories in the per-repository funnel
 OLDEST = 15         # oldest pending tasks listed
 DAYS = 30           # review days shown (the most recent days with any action)
+TOP_LABELS = 20     # flags, categories and reviewer pairs listed (most tasks first)
 VERDICTS = ("approve", "reject", "needs-edit", "skip")
 
 
@@ -58,12 +59,31 @@ def _scope(con: "duckdb.DuckDBPyConnection", since: datetime | None,
     con.execute("CREATE TEMP TABLE r_repos AS SELECT unnest(?::VARCHAR[]) AS repo", [repos or []])
     in_repos = "repo IN (SELECT repo FROM r_repos)" if repos else "true"
     after = (lambda col: f"{col} >= (SELECT since FROM r_scope)") if since else (lambda col: "true")
-    pr_since = ("(repo, number) IN (SELECT repo, number FROM pull_requests WHERE "
-                f"{after('first_seen_at')})") if since else "true"
-    # the one materialised table: candidates (a window over every decision) read once
+    con.execute(f"CREATE TEMP VIEW r_pull_requests AS SELECT repo, number FROM pull_requests "
+                f"WHERE {in_repos} AND {after('first_seen_at')}")
+    # Each PR's latest decision, by the candidates view's rule (newest decided_at, then the
+    # smallest filter_version), counted by (repo, kept, reasons): the one materialised table,
+    # small (a row per repository and reason set). The view runs a window over every
+    # decision; at a million PRs it costs twice what this does: count every decision, then
+    # take away the superseded ones, which only PRs with several decisions (a rescore after
+    # a rule change) have.
+    decisions = ("(SELECT d.* FROM decisions d SEMI JOIN r_pull_requests USING (repo, number))"
+                 if since else f"(SELECT * FROM decisions WHERE {in_repos})")
     con.execute(f"""CREATE TEMP TABLE r_prs AS
-        SELECT repo, kept, CASE WHEN NOT kept THEN reasons END AS reasons
-        FROM candidates WHERE {in_repos} AND {pr_since}""")
+        WITH d AS NOT MATERIALIZED {decisions},
+             every AS (SELECT repo, kept, reasons, count(*) AS n FROM d GROUP BY ALL),
+             several AS (SELECT repo, number FROM d GROUP BY repo, number HAVING count(*) > 1),
+             superseded AS (
+                 SELECT repo, kept, reasons, count(*) AS n
+                 FROM (SELECT d.* FROM d SEMI JOIN several USING (repo, number)
+                       QUALIFY row_number() OVER (PARTITION BY repo, number
+                                                  ORDER BY decided_at DESC, filter_version) > 1)
+                 GROUP BY ALL)
+        SELECT e.repo, e.kept, CASE WHEN NOT e.kept THEN e.reasons END AS reasons,
+               e.n - coalesce(s.n, 0) AS n
+        FROM every e LEFT JOIN superseded s
+             ON e.repo = s.repo AND e.kept = s.kept AND e.reasons = s.reasons
+        WHERE e.n > coalesce(s.n, 0)""")
     con.execute(f"CREATE TEMP VIEW r_repo_rows AS SELECT * FROM repos WHERE {in_repos}")
     con.execute(f"CREATE TEMP VIEW r_tasks AS SELECT * FROM tasks WHERE {in_repos} "
                 f"AND {after('created_at')}")
@@ -115,9 +135,9 @@ def collect(queue: "Queue", since: datetime | None = None, repos: list[str] | No
 def _totals(con) -> dict[str, object]:
     row = con.execute("""
         SELECT (SELECT count(*) FROM r_repo_rows),
-               (SELECT count(*) FROM r_prs),
-               (SELECT count(*) FILTER (WHERE kept) FROM r_prs),
-               (SELECT count(*) FILTER (WHERE NOT kept) FROM r_prs),
+               (SELECT count(*) FROM r_pull_requests),
+               (SELECT coalesce(sum(n) FILTER (WHERE kept), 0) FROM r_prs),
+               (SELECT coalesce(sum(n) FILTER (WHERE NOT kept), 0) FROM r_prs),
                (SELECT count(*) FROM r_tasks),
                (SELECT count(*) FROM r_failures WHERE NOT resolved),
                (SELECT count(*) FROM r_runs),
@@ -132,8 +152,11 @@ def _totals(con) -> dict[str, object]:
 
 def _funnel(con, t: dict[str, Table]) -> None:
     t["funnel_repos"] = _table(con, """
-        WITH p AS (SELECT repo, count(*) AS prs, count(*) FILTER (WHERE kept) AS kept,
-                          count(*) FILTER (WHERE NOT kept) AS dropped FROM r_prs GROUP BY repo),
+        WITH d AS (SELECT repo, sum(n) FILTER (WHERE kept) AS kept,
+                          sum(n) FILTER (WHERE NOT kept) AS dropped FROM r_prs GROUP BY repo),
+             p AS (SELECT repo, count(*) AS prs, any_value(d.kept) AS kept,
+                          any_value(d.dropped) AS dropped
+                   FROM r_pull_requests LEFT JOIN d USING (repo) GROUP BY repo),
              k AS (SELECT repo, count(*) AS tasks,
                           count(*) FILTER (WHERE status = 'approved') AS approved,
                           count(*) FILTER (WHERE status = 'rejected') AS rejected,
@@ -153,8 +176,8 @@ def _funnel(con, t: dict[str, Table]) -> None:
 
 def _drops(con, t: dict[str, Table], info: list[str]) -> None:
     t["reasons"] = _table(con, """
-        SELECT r AS reason, count(*) AS prs
-        FROM (SELECT unnest(reasons) AS r FROM r_prs WHERE NOT kept)
+        SELECT r AS reason, sum(n)::BIGINT AS prs
+        FROM (SELECT unnest(reasons) AS r, n FROM r_prs WHERE NOT kept)
         WHERE r NOT IN (SELECT unnest(?::VARCHAR[]))
         GROUP BY r ORDER BY prs DESC, r""", [info])
     # long form (run, reason, PRs) over the last runs; the page pivots it
@@ -198,13 +221,13 @@ def _quality(con, t: dict[str, Table]) -> None:
                                 "FROM r_tasks")
     t["flags"] = _table(con, """
         SELECT f AS flag, count(*) AS tasks FROM (SELECT unnest(flags) AS f FROM r_tasks)
-        GROUP BY f ORDER BY tasks DESC, f""")
+        GROUP BY f ORDER BY tasks DESC, f""", limit=TOP_LABELS)
     t["duplicates"] = _table(con, """
         SELECT dup_kind AS kind, count(*) AS tasks, avg(dup_similarity) AS avg_similarity,
                count(*) FILTER (WHERE status = 'pending') AS pending
         FROM r_tasks WHERE dup_of IS NOT NULL GROUP BY ALL ORDER BY tasks DESC, kind""")
     t["categories"] = _table(con, "SELECT category, count(*) AS tasks FROM r_tasks "
-                                  "GROUP BY ALL ORDER BY tasks DESC, category")
+                                  "GROUP BY ALL ORDER BY tasks DESC, category", limit=TOP_LABELS)
     t["difficulty"] = _table(con, """
         SELECT difficulty, count(*) AS tasks FROM r_tasks GROUP BY difficulty
         ORDER BY CASE difficulty WHEN 'easy' THEN 0 WHEN 'medium' THEN 1 WHEN 'hard' THEN 2
@@ -250,7 +273,7 @@ def _review(con, t: dict[str, Table], now: datetime | None) -> float | None:
                    FROM n LEFT JOIN pe USING (a, b))
         SELECT a AS reviewer_a, b AS reviewer_b, n AS shared_tasks, po AS observed,
                CASE WHEN pe < 1 THEN (po - pe) / (1 - pe) WHEN po = 1 THEN 1.0 END AS kappa
-        FROM k ORDER BY n DESC, a, b""")
+        FROM k ORDER BY n DESC, a, b""", limit=TOP_LABELS)
     fleiss = con.execute("""
         WITH per AS (SELECT task_id, v, count(*) AS c FROM r_verdicts GROUP BY ALL),
              items AS (SELECT task_id, sum(c) AS n, sum(c * c) AS ss FROM per GROUP BY task_id
