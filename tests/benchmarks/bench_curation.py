@@ -180,7 +180,8 @@ def bench_ingest(work: Path, n: int, batch: int, decide_all: bool) -> None:
                 parts[name] += time.perf_counter() - t0
         return wrapper
 
-    queue._ingest = timed("ingest", queue._ingest)
+    import synth.queue.writes as writes
+    writes.ingest = timed("ingest", writes.ingest)
 
     gen = write = 0.0
     kept = files = 0
@@ -455,7 +456,14 @@ def main() -> None:
     ap.add_argument("--only", choices=["a", "b", "bc"],
                     help="run only these figures (c needs the tasks b fills)")
     ap.add_argument("--keep", action="store_true", help="keep the temp folder and print it")
+    ap.add_argument("--gc-during-ingest", action="store_true",
+                    help="leave the cyclic GC on while a batch is written (what the pause of "
+                    "writes._no_gc buys shows against a run without this flag)")
     args = ap.parse_args()
+    if args.gc_during_ingest:
+        import contextlib
+        import synth.queue.writes as writes
+        writes._no_gc = contextlib.nullcontext
     if args.approved > args.tasks * 0.85:
         ap.error("--approved must be at most 85% of --tasks (about 10% of tasks are not pending)")
     work = Path(tempfile.mkdtemp(prefix="synth-bench-curation-"))

@@ -3,8 +3,8 @@
     python tests/benchmarks/bench_mining.py                       # a synthetic 2500-commit history
     python tests/benchmarks/bench_mining.py --git CLONE --repo owner/name
 
-Both sides are measured in the same run over the same commits (the PR commits of the
-first-parent history): the reference is `git log -p` writing those commits' patches; synth is
+Both sides are measured in the same run over the same commits (the PR commits synth finds
+on every branch and tag): the reference is `git log -p` writing those commits' patches; synth is
 one whole `synth run --no-rewrite` in-process (git, patch parsing, filters, queue writes) on
 an empty, already-created queue file. Prints the best of --repeat runs and their ratio, and
 the median ratio of the runs paired in order (the machine's noise shows in the gap).
@@ -61,7 +61,14 @@ def main() -> None:
     ap.add_argument("--repo", help="owner/name when the clone has no GitHub origin")
     ap.add_argument("--commits", type=int, default=2500)
     ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--no-handoff", action="store_true",
+                    help="keep Python's default thread switch interval during the run (what "
+                    "pipeline._quick_thread_handoff buys shows against a run without this flag)")
     args = ap.parse_args()
+    if args.no_handoff:
+        import contextlib
+        import synth.pipeline
+        synth.pipeline._quick_thread_handoff = contextlib.nullcontext
     work = Path(tempfile.mkdtemp(prefix="synth-bench-"))
     try:
         if args.git:
