@@ -10,6 +10,7 @@ table) so that tests and scripts can read them.
 from __future__ import annotations
 
 import html
+import os
 import time
 from dataclasses import dataclass
 from datetime import date, datetime, time as dtime
@@ -33,7 +34,8 @@ class ReportResult:
 
 def write(queue, out: Path, since: date | None = None, repos: list[str] | None = None,
           now: datetime | None = None) -> ReportResult:
-    """Compute the report and write it to ``out`` (the folder must exist)."""
+    """Compute the report and write it to ``out`` (the folder must exist), whole: a reader
+    of the file (a browser, a web server beside a cron job) never sees half a page."""
     t0 = time.perf_counter()
     now = now or utcnow()
     data = collect(queue, datetime.combine(since, dtime()) if since else None, repos or None,
@@ -41,7 +43,12 @@ def write(queue, out: Path, since: date | None = None, repos: list[str] | None =
     t1 = time.perf_counter()
     page = render(data, queue=str(Path(queue.path).resolve()), since=since, repos=repos, now=now)
     out = Path(out)
-    out.write_text(page, encoding="utf-8")
+    part = out.with_name(f".{out.name}.{os.getpid()}.part")
+    try:
+        part.write_text(page, encoding="utf-8")
+        os.replace(part, out)
+    finally:
+        part.unlink(missing_ok=True)
     return ReportResult(out, len(page.encode()), time.perf_counter() - t0, t1 - t0)
 
 
@@ -55,7 +62,9 @@ def _fmt(v: object) -> str:
     if isinstance(v, int):
         return f"{v:,}"
     if isinstance(v, float):
-        return "–" if v != v else f"{v:,.0f}" if abs(v) >= 1000 else f"{v:.3g}" if abs(v) < 1 else f"{v:,.2f}"
+        if v != v:  # NaN
+            return "–"
+        return f"{v:,.0f}" if abs(v) >= 1000 else f"{v:,.2f}" if abs(v) >= 1 else f"{v:.3g}"
     if isinstance(v, datetime):
         return v.strftime("%Y-%m-%d %H:%M")
     if isinstance(v, date):
@@ -93,14 +102,13 @@ def figure(key: str, title: str, question: str, chart: str | None, tab: str,
             f'<div class="tab">{tab}</div></div></figure>')
 
 
-def _bars(key: str, title: str, question: str, t: Table, empty: str, xlabel: str = "",
-          headers: list[str] | None = None, colors=None) -> str:
+def _bars(key: str, title: str, question: str, t: Table, empty: str, xlabel: str = "") -> str:
     """The common figure: one label column and one count column as bars, with the table."""
     if not t.rows:
         return figure(key, title, question, None, "", empty)
     chart = charts.hbar([r[0] for r in t.rows], [r[1] for r in t.rows], key=key,
-                        label=f"cap-{key}", xlabel=xlabel, colors=colors)
-    return figure(key, title, question, chart, table(key, t.cols, t.rows, t.more, headers))
+                        label=f"cap-{key}", xlabel=xlabel)
+    return figure(key, title, question, chart, table(key, t.cols, t.rows, t.more))
 
 
 def _top(series: dict[str, list[float]]) -> list[tuple[str, list[float]]]:

@@ -145,6 +145,11 @@ def browser(tmp_path_factory):
 def assert_clean_visit(visit: PageVisit, shot: Path) -> None:
     assert visit.errors() == []
     assert visit.requests() == [visit.path.resolve().as_uri()]
+    # ids are unique across the inline SVGs; every chart is an image named by its caption
+    assert visit.js("(() => { const ids = [...document.querySelectorAll('[id]')].map(e => e.id);"
+                    " return ids.length - new Set(ids).size; })()") == 0
+    assert visit.js("[...document.querySelectorAll('svg')].every(s => s.getAttribute('role')"
+                    " === 'img' && document.getElementById(s.getAttribute('aria-labelledby')))")
     pixels = visit.screenshot(shot)[:, :, :3]
     assert pixels.std() > 0.05  # not one flat colour
     background = pixels[0, 0]
