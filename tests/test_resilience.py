@@ -76,7 +76,7 @@ def test_sigkill_at_random_points_then_rerun_equals_uninterrupted(history_100, t
     path, _ = history_100
     rng = random.Random(20261122)
     assert len(reference["tasks"]) > 20
-    for trial in range(10):
+    for trial in range(6):  # six seeded kill points, from the first batches to the end
         db = tmp_path / f"killed{trial}.duckdb"
         proc = subprocess.Popen(synth_cmd("run", "--git", path, "--db", db), cwd=tmp_path,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
