@@ -360,6 +360,12 @@ def explain(settings: Settings, ref: str):
     return prs[0], metrics, verdicts, decide(prs[0], rules)
 
 
+def pr_chains(settings: Settings, ref: str):
+    """The stored chains a PR belongs to, with why their PRs were linked."""
+    repo, number = parse_pr_ref(ref)
+    return q.chains_of(open_queue(settings), repo, number)
+
+
 def filters_eval(settings: Settings, labels_paths: list[str] | str, clones: str | None = None,
                  split: str | None = None):
     """The rules against hand labels: [(title, EvalReport)], one per split of the labelled

@@ -20,7 +20,8 @@ from . import __version__, app, config, export as export_mod
 from .errors import (EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, EXIT_PARTIAL, ReviewError,
                      SynthError)
 from .exclusions import load_exclusions
-from .printing import _jsonable, format_explain, format_rows, format_task, print_summary
+from .printing import (_jsonable, format_chains, format_explain, format_rows, format_task,
+                       print_summary)
 from .progress import Progress, setup_logging
 
 log = logging.getLogger("synth")
@@ -223,7 +224,8 @@ def cmd_stats(args, settings) -> int:
     print(f"  dropped:      {s['dropped']}")
     for code, n in s["dropped_by_reason"].items():
         print(f"    {code:<20} {n}")
-    print(f"tasks:          {s['tasks']}")
+    print(f"chains:         {s['chains']} ({s['chains_kept']} kept)")
+    print(f"tasks:          {s['tasks']} ({s['chain_tasks']} over chains)")
     for status, n in s["tasks_by_status"].items():
         print(f"  {status:<12} {n}")
     print(f"open failures:  {s['open_failures']}")
@@ -244,6 +246,7 @@ def cmd_filter(args, settings) -> int:
 def cmd_explain(args, settings) -> int:
     pr, metrics, verdicts, decision = app.explain(settings, args.pr)
     print(format_explain(pr, metrics, verdicts, decision))
+    print(format_chains(pr.number, app.pr_chains(settings, args.pr)))
     return EXIT_OK
 
 
@@ -392,7 +395,10 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--since", metavar="DATE", help="only tasks reviewed on or after DATE (YYYY-MM-DD)")
     e.add_argument("--split-by-repo", type=float, metavar="TEST_FRACTION",
                    help="put whole repositories in a test split of about this fraction")
-    e.add_argument("--style", choices=["agencybench"], help="also render each task as text")
+    e.add_argument("--style", choices=["agencybench", "swebench"],
+                   help="agencybench: also render each task as text; swebench: SWE-bench's "
+                   "field names (instance_id, base_commit, patch, test_patch, "
+                   "problem_statement, FAIL_TO_PASS, ...)")
     e.set_defaults(func=cmd_export)
 
     f = sub.add_parser("filter", parents=[common], help="re-decide stored PRs (no network)",
@@ -401,7 +407,8 @@ def build_parser() -> argparse.ArgumentParser:
     f.set_defaults(func=cmd_filter)
 
     x = sub.add_parser("explain", parents=[common], help="why a PR was kept or dropped",
-                       description="A stored PR's figures, file classes and each rule's verdict.")
+                       description="A stored PR's figures, file classes and each rule's "
+                       "verdict, and the chains of related PRs it belongs to.")
     x.add_argument("pr", metavar="OWNER/NAME#N")
     x.set_defaults(func=cmd_explain)
 

@@ -14,6 +14,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .chains import ChainRules, chain_rules
 from .diffs import PathClassifier, change_kinds, changed_lines, code_flags, count_code_lines
 from .errors import ConfigError
 from .models import Decision, PullRequest
@@ -44,7 +45,7 @@ _SUBSTANCE_KEYS = {"min_logic_lines": 10, "tested_min_logic_lines": 7,
                    "tested_min_test_lines": 10, "removal_ratio": 3.0, "mechanical_share": 0.5,
                    "max_mechanical_logic": 20}
 _SECTIONS = {"size", "substance", "classes", "trivial_alone", "titles", "labels", "bots",
-             "change_kinds"}
+             "change_kinds", "chains"}
 _KINDS = ("whitespace_only", "comment_only", "import_order_only", "version_string_only",
           "rename_only")
 
@@ -62,6 +63,7 @@ class Rules:
     bots: re.Pattern | None
     kinds: frozenset[str]
     sources: tuple[str, ...] = field(default=())
+    chains: "ChainRules | None" = None  # [chains]: how related PRs are linked (chains.py)
 
 
 def default_rules_path() -> Path:
@@ -122,7 +124,9 @@ def compile_rules(raw: dict, sources: tuple[str, ...] = ()) -> Rules:
         if key not in _KINDS:
             raise ConfigError(f"filter rules: unknown key change_kinds.{key}")
     bots = raw.get("bots", {}).get("patterns", [])
-    canonical = json.dumps(raw, sort_keys=True, default=str)
+    # [chains] does not change any PR's decision: it has its own version (chains.py)
+    canonical = json.dumps({k: v for k, v in raw.items() if k != "chains"}, sort_keys=True,
+                           default=str)
     version = hashlib.sha256((FILTER_CODE_VERSION + canonical).encode()).hexdigest()[:12]
     return Rules(
         raw=raw, version=version, size=size, substance=substance,
@@ -132,7 +136,7 @@ def compile_rules(raw: dict, sources: tuple[str, ...] = ()) -> Rules:
         labels=_compile_codes(raw.get("labels", {}), "labels"),
         bots=_compile_any(bots, "bots.patterns") if bots else None,
         kinds=frozenset(k for k in _KINDS if kinds.get(k, True)),
-        sources=sources)
+        sources=sources, chains=chain_rules(raw.get("chains")))
 
 
 def _compile_codes(section: dict, where: str) -> tuple[tuple[str, re.Pattern], ...]:

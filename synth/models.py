@@ -20,6 +20,7 @@ FileStatus = Literal["added", "modified", "deleted", "renamed", "copied", "type_
 SourceKind = Literal["git", "github", "demo"]
 Rewriter = Literal["template", "llm"]
 TaskStatus = Literal["pending", "approved", "rejected", "needs_edit", "skipped"]
+TaskKind = Literal["pr", "chain"]  # one PR, or a chain of related PRs (chains.py)
 RunStatus = Literal["running", "ok", "partial", "failed", "interrupted"]
 Category = Literal[
     "algorithm", "app", "llm-app", "backend", "ui", "frontend",
@@ -68,7 +69,9 @@ class FileChange:
     binary, when the patch was not fetched (a GitHub metadata pass) or was too large to keep.
     ``patch_bytes`` is the size of the full patch as the source produced it, even when the
     stored text was cut (``patch_truncated``). ``undecodable`` is set when the patch was not
-    valid UTF-8 and was decoded with replacement characters.
+    valid UTF-8 and was decoded with replacement characters. ``old_mode``/``new_mode`` are
+    git's file modes (``100644``, ``100755``, ``120000``) when the source knows them, so a
+    whole git diff can be rebuilt from the hunks (patches.py).
     """
 
     path: str
@@ -81,6 +84,8 @@ class FileChange:
     patch_bytes: int = 0
     patch_truncated: bool = False
     undecodable: bool = False
+    old_mode: str | None = None
+    new_mode: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +118,10 @@ class PullRequest:
     additions_total: int | None = None
     deletions_total: int | None = None
     changed_files_total: int | None = None
+    # branch names when the source knows them (GitHub; a merge commit's "from owner/branch"):
+    # a PR whose base is another PR's head is stacked on it (chains.py)
+    head_ref: str | None = None
+    base_ref: str | None = None
 
     @property
     def key(self) -> tuple[str, int]:
@@ -151,6 +160,75 @@ class Decision:
     reasons: tuple[str, ...]
     filter_version: str
     metrics: dict = field(default_factory=dict, hash=False, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class ChainLink:
+    """Why two PRs of a chain belong together: ``kind`` is the signal (issue, reference,
+    stacked, fix, revert, author), ``detail`` says what was seen, in words."""
+
+    earlier: int
+    later: int
+    kind: str
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class Chain:
+    """A series of related merged PRs of one repository, in merge order, with the links that
+    joined them and the chain's own verdict (kept when substantive as a whole)."""
+
+    repo: str
+    members: tuple[int, ...]
+    links: tuple[ChainLink, ...]
+    kept: bool
+    reasons: tuple[str, ...]
+    rules_version: str
+    figures: dict = field(default_factory=dict, hash=False, compare=False)
+    first_merged_at: datetime | None = None
+    last_merged_at: datetime | None = None
+
+    @property
+    def chain_id(self) -> str:
+        return chain_id(self.repo, self.members)
+
+
+def chain_id(repo: str, members: tuple[int, ...] | list[int]) -> str:
+    """A stable id for a chain: its repository and member PRs."""
+    key = f"{repo}#" + ",".join(str(n) for n in members)
+    return hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True, slots=True)
+class Stage:
+    """The reference change of one PR, as execution-based datasets ship it: ``patch`` (non-test
+    files) and ``test_patch`` (test files) are whole git diffs that ``git apply`` accepts at
+    ``base_commit``; ``tests_added`` names the tests the change adds or modifies (candidates
+    for fail-to-pass checks). ``issues`` says why the change is not applicable when it is
+    not (binary files, a truncated or missing patch, ...)."""
+
+    number: int
+    base_commit: str
+    merge_commit: str
+    patch: str
+    test_patch: str
+    tests_added: tuple[str, ...] = ()
+    applicable: bool = True
+    issues: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Reference:
+    """A task's reference change: for one PR its only stage; for a chain the stages in order
+    (each at its own base commit) and, at the top level, the stages as one series of diffs
+    that applies at the first stage's base when the stages compose there."""
+
+    patch: str
+    test_patch: str
+    tests_added: tuple[str, ...] = ()
+    applicable: bool = True
+    issues: tuple[str, ...] = ()
+    stages: tuple[Stage, ...] = ()
 
 
 def _text(n: int):
@@ -233,16 +311,23 @@ class Task:
     usage: Usage = field(default_factory=Usage)
     judge_score: float | None = None
     judge: dict | None = field(default=None, hash=False, compare=False)
+    kind: TaskKind = "pr"
+    members: tuple[int, ...] = ()  # the PRs of the task in merge order (a chain's members)
+    chain_id: str | None = None
+    reference: Reference | None = field(default=None, hash=False, compare=False)
 
     @property
     def task_id(self) -> str:
         return task_id(self.provenance.repo, self.provenance.pr_number,
-                       self.prompt_version, self.rewriter, self.model)
+                       self.prompt_version, self.rewriter, self.model, self.chain_id)
 
 
-def task_id(repo: str, number: int, prompt_version: str, rewriter: str, model: str | None) -> str:
-    """A stable id for (repo, PR number, prompt version, rewriter/model)."""
-    key = f"{repo}#{number}|{prompt_version}|{rewriter}|{model or ''}"
+def task_id(repo: str, number: int, prompt_version: str, rewriter: str, model: str | None,
+            chain: str | None = None) -> str:
+    """A stable id for (repo, PR number, prompt version, rewriter/model); a chain's task is
+    keyed by the chain instead of its first PR."""
+    what = f"chain:{chain}" if chain else str(number)
+    key = f"{repo}#{what}|{prompt_version}|{rewriter}|{model or ''}"
     return hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
@@ -286,6 +371,8 @@ class Batch:
     failures: list[Failure] = field(default_factory=list)
     resolved: list[tuple[str, str, int]] = field(default_factory=list)  # (stage, repo, number)
     cursors: list[Cursor] = field(default_factory=list)
+    chains: list[Chain] = field(default_factory=list)
+    chain_repos: list[str] = field(default_factory=list)  # repos whose chains are replaced whole
     run: dict | None = None  # the run record as it stands
     # counter deltas (slash keys) the run's stats take on when this batch is written; they
     # travel with the rows they count, so the run record never counts what was not saved
@@ -295,7 +382,8 @@ class Batch:
         """Rows the batch writes (counts alone write nothing)."""
         return (len(self.repos) + len(self.pull_requests) + len(self.decisions)
                 + len(self.tasks) + len(self.failures) + len(self.resolved)
-                + len(self.cursors) + (1 if self.run else 0))
+                + len(self.cursors) + len(self.chains) + len(self.chain_repos)
+                + (1 if self.run else 0))
 
 
 def merge_batches(batches: list[Batch]) -> list[Batch]:
@@ -325,6 +413,10 @@ def merge_batches(batches: list[Batch]) -> list[Batch]:
         cur.failures += b.failures
         cur.resolved += b.resolved
         cur.cursors += b.cursors
+        if b.chain_repos:  # a later detection replaces what an earlier one found
+            cur.chains = [c for c in cur.chains if c.repo not in set(b.chain_repos)]
+            cur.chain_repos += [r for r in b.chain_repos if r not in cur.chain_repos]
+        cur.chains += b.chains
         cur.run = b.run or cur.run
         for k, n in b.counts.items():
             cur.counts[k] = cur.counts.get(k, 0) + n

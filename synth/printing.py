@@ -89,6 +89,9 @@ def format_task(t: dict) -> str:
     out: list[str] = []
     out.append(f"{t['task_id']}  [{t['status']}]  {t['title']}")
     out.append(f"  PR {t['repo']}#{t['number']}: {t['pr_url']}")
+    if t.get("kind") == "chain":
+        out.append(f"  chain {t.get('chain_id')}: PRs "
+                   + ", ".join(f"#{n}" for n in t.get("members") or []) + " in merge order")
     out.append(f"  base {t['base_sha']}  merge {t['merge_sha']}")
     out.append(f"  {t['category']}, {t['difficulty']}, confidence {t['confidence']}, "
           f"judge {t['judge_score'] if t['judge_score'] is not None else '-'}, "
@@ -98,6 +101,16 @@ def format_task(t: dict) -> str:
         out.append(f"  flags: {', '.join(t['flags'])}")
     if t.get("dup_of"):
         out.append(f"  near-duplicate of {t['dup_of']} ({t['dup_kind']}, similarity {t['dup_similarity']:.2f})")
+    if t.get("applicable") is not None:
+        out.append(f"  reference change: {'applies' if t['applicable'] else 'NOT applicable'}"
+                   + (f" ({', '.join(t['apply_issues'])})" if t.get("apply_issues") else "")
+                   + f", {len(t.get('patch') or '')} + {len(t.get('test_patch') or '')} "
+                   "characters of patch and test patch, tests added: "
+                   + (", ".join((t.get("tests_added") or [])[:5]) or "none")
+                   + (" ..." if len(t.get("tests_added") or []) > 5 else ""))
+    for tid, kind, members, status, title in t.get("related") or []:
+        out.append(f"  related {kind} task {tid} [{status}] over "
+                   + ", ".join(f"#{n}" for n in members) + f": {title}")
     if t["decision"]:
         out.append(f"  filter: {'kept' if t['decision']['kept'] else 'dropped'} "
               f"({', '.join(t['decision']['reasons'])})")
@@ -149,4 +162,20 @@ def format_explain(pr, metrics: dict, verdicts: list, decision) -> str:
     verdict = "KEPT" if decision.kept else "DROPPED"
     out.append(f"  decision: {verdict} ({', '.join(decision.reasons)}), filter version "
           f"{decision.filter_version}")
+    return "\n".join(out)
+
+
+def format_chains(number: int, chains: list) -> str:
+    """`synth explain`: the chains a PR belongs to, each link with its reason."""
+    if not chains:
+        return f"  chains: #{number} is in no chain of related PRs"
+    out = []
+    for c in chains:
+        f = c.figures or {}
+        out.append(f"  chain {c.chain_id}: " + " -> ".join(f"#{n}" for n in c.members)
+                   + f" ({'KEPT' if c.kept else 'DROPPED'}: {', '.join(c.reasons)}; "
+                   f"{f.get('span_days', '?')} days, {f.get('logic_lines', '?')} lines of logic, "
+                   f"{f.get('files', '?')} files)")
+        for lk in c.links:
+            out.append(f"    {lk.kind:<9} #{lk.earlier} -> #{lk.later}: {lk.detail}")
     return "\n".join(out)

@@ -1,4 +1,4 @@
--- synth queue schema, version 4: the contract curators write SQL against.
+-- synth queue schema, version 7: the contract curators write SQL against.
 -- Every statement is idempotent; upgrades of older files live in queue.py (MIGRATIONS).
 -- Column names are public API: change them only with a migration and a README note.
 
@@ -37,6 +37,8 @@ CREATE TABLE IF NOT EXISTS pull_requests (
     source          VARCHAR NOT NULL,
     first_seen_at   TIMESTAMP NOT NULL,
     updated_at      TIMESTAMP NOT NULL,
+    head_ref        VARCHAR,                  -- the PR's branch, when the source knows it
+    base_ref        VARCHAR,                  -- the branch it was merged into (another PR's: stacked)
     PRIMARY KEY (repo, number)
 );
 
@@ -52,7 +54,9 @@ CREATE TABLE IF NOT EXISTS pr_files (
     patch           VARCHAR,                  -- NULL: binary, not fetched, or too large to keep
     patch_bytes     BIGINT DEFAULT 0,         -- size of the whole patch at the source
     patch_truncated BOOLEAN DEFAULT false,
-    undecodable     BOOLEAN DEFAULT false     -- patch was not UTF-8
+    undecodable     BOOLEAN DEFAULT false,    -- patch was not UTF-8
+    old_mode        VARCHAR,                  -- git file modes (100644, 100755, 120000) when known
+    new_mode        VARCHAR
     -- (repo, number, path) is unique: a PR's files are replaced whole on every write. No
     -- index: keeping one costs bulk ingest more than it saves any query here.
 );
@@ -101,7 +105,34 @@ CREATE TABLE IF NOT EXISTS tasks (
     dup_of          VARCHAR,                  -- task_id of a near-duplicate twin (the older one)
     dup_kind        VARCHAR,                  -- query | patch: what was near-identical
     dup_similarity  DOUBLE,                   -- estimated Jaccard similarity with the twin
-    pr_url          VARCHAR                   -- the PR's URL (copied, so review_queue needs no join)
+    pr_url          VARCHAR,                  -- the PR's URL (copied, so review_queue needs no join)
+    kind            VARCHAR DEFAULT 'pr',     -- pr | chain (a series of related PRs, see chains)
+    members         INTEGER[],                -- the task's PRs in merge order (number is the first)
+    chain_id        VARCHAR,                  -- the chain of a chain task
+    patch           VARCHAR,                  -- the reference change to non-test files (git diff at the base)
+    test_patch      VARCHAR,                  -- the reference change to test files
+    tests_added     VARCHAR[],                -- tests the change adds or modifies (path::name)
+    applicable      BOOLEAN,                  -- patch and test_patch apply at the base (false: see apply_issues)
+    apply_issues    VARCHAR[],                -- binary_files, patch_truncated, patches_missing, ...
+    stages          JSON                      -- a chain: per PR {number, base_commit, merge_commit, patch, test_patch, tests_added, applicable, issues}
+);
+
+-- Series of related merged PRs (chains.py, rules in filters/ [chains]), replaced per
+-- repository each time its crawl finds new PRs. Kept chains become chain tasks.
+CREATE TABLE IF NOT EXISTS chains (
+    chain_id        VARCHAR PRIMARY KEY,      -- hash of (repo, members)
+    repo            VARCHAR NOT NULL,
+    members         INTEGER[] NOT NULL,       -- PR numbers in merge order
+    links           JSON NOT NULL,            -- [{"earlier","later","kind","detail"}]: why they were linked
+    link_kinds      VARCHAR[] NOT NULL,       -- issue | reference | stacked | fix | revert | author
+    kept            BOOLEAN NOT NULL,
+    reasons         VARCHAR[] NOT NULL,       -- substantive | chain_too_small | chain_too_large, has_tests
+    figures         JSON,                     -- members, span_days, authors, files, code_lines, logic_lines, ...
+    first_merged_at TIMESTAMP,
+    last_merged_at  TIMESTAMP,
+    rules_version   VARCHAR,
+    detected_at     TIMESTAMP NOT NULL,
+    run_id          VARCHAR
 );
 
 -- Every edit of a task keeps the content it replaced: revision 0 is what the rewriter wrote.
@@ -199,7 +230,7 @@ LEFT JOIN (
 CREATE OR REPLACE VIEW review_queue AS
 SELECT task_id, repo, number, pr_url AS url, title, category, difficulty,
        judge_score, confidence, rewriter, model, prompt_version, flags, dup_of,
-       status, created_at
+       status, created_at, kind, members
 FROM tasks
 WHERE status = 'pending'
   -- a task its own rewriter flagged as trivial or not code waits outside the queue

@@ -16,7 +16,7 @@ import queue as stdqueue
 import threading
 from typing import TYPE_CHECKING, Iterator, Protocol
 
-from . import queue as q
+from . import chains, patches, queue as q
 from .errors import QueueBusy, SourceError, Stopped
 from .filtering import INFO_CODES, decide
 from .models import Batch, Cursor, Decision, Failure, PullRequest, Repo, SourceBatch, Task
@@ -116,6 +116,32 @@ class Crawl:
                     return  # the rest waits for the next run; cursors are saved
             ctx.stage_line(f"crawl {repo.full_name}: {seen['prs']} new PRs, {seen['kept']} kept, "
                            f"{seen['dropped']} dropped")
+            if not ctx.clock.stopping:
+                self._chains(repo.full_name, seen["prs"])
+
+    def _chains(self, repo: str, new_prs: int) -> None:
+        """A repository's chains (chains.py), re-detected over all its stored PRs when this
+        crawl found new ones or the rules changed since, and replaced whole. The detection
+        is recorded as the repository's "chains" cursor (the rule versions it used)."""
+        ctx, rules = self.ctx, self.ctx.rules
+        mark = f"{rules.version}:{rules.chains.version}"
+        try:
+            ctx.writer.flush()  # this repository's PRs and decisions are in
+            if not new_prs and q.chain_state(ctx.queue, repo) == mark:
+                return
+            decisions = {d.number: d for d in q.chain_candidates(ctx.queue, repo)}
+            prs = q.load_pull_requests(ctx.queue, [(repo, n) for n, d in decisions.items()
+                                                   if chains.eligible(d, rules.chains)])
+        except QueueBusy:
+            log.warning("the queue is busy: chains of %s are detected by the next run", repo)
+            return
+        found = chains.detect(repo, prs, decisions, rules.classify, rules.chains,
+                              {n for r, n in ctx.options.exclusions if r == repo})
+        kept = sum(c.kept for c in found)
+        ctx.writer.put(Batch(chains=found, chain_repos=[repo],
+                             cursors=[Cursor(repo, "chains", watermark=mark)],
+                             counts={"chains/found": len(found), "chains/kept": kept}))
+        ctx.stage_line(f"chains {repo}: {len(found)} found, {kept} kept")
 
     def _batch(self, sb: SourceBatch, repo: Repo, seen: dict[str, int]) -> Batch:
         ctx = self.ctx
@@ -214,6 +240,7 @@ class Rewrite:
         self._lock = threading.Lock()
         self._in_flight = 0
         self._tried: set[tuple[str, int]] = set()
+        self._tried_chains: set[str] = set()
         self._meta: dict[str, tuple[str | None, str | None]] = {}
         self.written = 0
 
@@ -273,25 +300,48 @@ class Rewrite:
         keys = [k for k in q.pending_rewrites(ctx.queue, r.name, r.model, r.prompt_version,
                                               limit=want + len(self._tried))
                 if k not in self._tried and k not in ctx.options.exclusions][:want]
-        if not keys:
+        work = self._chain_work(want - len(keys))
+        if not keys and not work:
             return False
-        if any(k[0] not in self._meta for k in keys):
+        if any(k[0] not in self._meta for k in keys + [(w.repo, 0) for w in work]):
             self._meta = q.repo_meta(ctx.queue)
         if self.triage is not None:
             self._triaged |= q.triaged(ctx.queue, keys, self.triage.version)
         prs = q.load_pull_requests(ctx.queue, keys)
         self._tried.update(keys)
-        for pr in prs:
+        for item in prs + work:
             with self._lock:
                 self._in_flight += 1
-            self._todo.put(pr)
+            self._todo.put(item)
         return True
+
+    def _chain_work(self, want: int) -> list["_ChainWork"]:
+        """Kept chains without a task for this rewriter, with their PRs loaded."""
+        ctx, r = self.ctx, self.rewriter
+        version = getattr(r, "chain_prompt_version", None)
+        if want <= 0 or version is None:
+            return []
+        todo = [c for c in q.pending_chains(ctx.queue, r.name, r.model, version,
+                                            limit=want + len(self._tried_chains))
+                if c[0] not in self._tried_chains][:want]
+        out = []
+        for chain_id, repo, members in todo:
+            self._tried_chains.add(chain_id)
+            prs = q.load_pull_requests(ctx.queue, [(repo, n) for n in members])
+            if len(prs) == len(members):
+                out.append(_ChainWork(chain_id, repo, prs,
+                                      q.foreign_changes(ctx.queue, repo, members)))
+        return out
 
     def _pending_left(self) -> bool:
         r = self.rewriter
+        version = getattr(r, "chain_prompt_version", None)
         return any(k not in self._tried and k not in self.ctx.options.exclusions
                    for k in q.pending_rewrites(self.ctx.queue, r.name, r.model, r.prompt_version,
-                                               limit=len(self._tried) + 1))
+                                               limit=len(self._tried) + 1)) or (
+            version is not None and any(
+                c[0] not in self._tried_chains for c in q.pending_chains(
+                    self.ctx.queue, r.name, r.model, version, limit=len(self._tried_chains) + 1)))
 
     def _work(self) -> None:
         ctx = self.ctx
@@ -302,6 +352,11 @@ class Rewrite:
             try:
                 if ctx.clock.stopping:
                     continue  # abandoned: stays pending for the next run
+                if isinstance(pr, _ChainWork):  # a chain: one task over its PRs in order
+                    result = self._chain(pr)
+                    if not ctx.clock.stopping:
+                        ctx.writer.put(_result_batch(result))
+                    continue
                 if self.triage is not None and pr.key not in self._triaged:
                     verdict = self.triage.judge(pr, decide(pr, ctx.rules).metrics)
                     if not ctx.clock.stopping:
@@ -310,6 +365,8 @@ class Rewrite:
                         continue  # trivial: never rewritten; a failure: asked next run
                 license, language = self._meta.get(pr.repo, (None, None))
                 result = self.rewriter.rewrite_one(pr, license, language)
+                if isinstance(result, Task):
+                    result = patches.attach(result, [pr], self._is_test)
                 if not ctx.clock.stopping:
                     ctx.writer.put(_result_batch(result))
                     if isinstance(result, Task):
@@ -327,6 +384,25 @@ class Rewrite:
                 self.new_work.set()
 
 
+    def _is_test(self, path: str) -> bool:
+        return self.ctx.rules.classify(path) == "tests"
+
+    def _chain(self, work: "_ChainWork") -> Task | Failure:
+        license, language = self._meta.get(work.repo, (None, None))
+        result = self.rewriter.rewrite_chain(work.prs, work.chain_id, license, language)
+        if isinstance(result, Task):
+            result = patches.attach(result, work.prs, self._is_test, work.foreign)
+        return result
+
+
+class _ChainWork:
+    """A kept chain handed to a rewrite worker: its PRs in merge order, and what other PRs
+    changed in its files meanwhile (where its stages may not compose)."""
+
+    def __init__(self, chain_id: str, repo: str, prs: list[PullRequest], foreign: list[tuple]):
+        self.chain_id, self.repo, self.prs, self.foreign = chain_id, repo, prs, foreign
+
+
 def _triage_batch(verdict: Decision | Failure) -> Batch:
     if isinstance(verdict, Failure):
         return Batch(failures=[verdict])
@@ -341,8 +417,10 @@ def _result_batch(result: Task | Failure) -> Batch:
     if isinstance(result, Failure):
         return Batch(failures=[result])
     u = result.usage
+    stage = "chain" if result.kind == "chain" else "rewrite"
     return Batch(tasks=[result],
-                 resolved=[("rewrite", result.provenance.repo, result.provenance.pr_number)],
-                 counts={"rewrite/tasks": 1, "llm/tokens/in": u.prompt_tokens,
+                 resolved=[(stage, result.provenance.repo, result.provenance.pr_number)],
+                 counts={"rewrite/tasks": 1, f"{stage}/tasks" if stage == "chain" else
+                         "rewrite/pr_tasks": 1, "llm/tokens/in": u.prompt_tokens,
                          "llm/tokens/out": u.completion_tokens, "llm/calls": u.calls,
                          "llm/cost_microusd": round(u.cost_usd * 1_000_000)})

@@ -67,7 +67,8 @@ def test_queue_matches_the_fixtures(cli, fx, db, monkeypatch):
             else:  # too large: only the metadata pass's first 100 files are kept
                 assert len(files) == 100 and set(files) <= set(want)
         kept_with_patch = q(db, "SELECT count(*) FROM pr_files f JOIN candidates c USING (repo, number) "
-                                "WHERE c.kept AND f.patch IS NULL AND NOT f.is_binary AND f.repo = ?",
+                                "WHERE c.kept AND f.patch IS NULL AND NOT f.is_binary "
+                                "AND f.additions + f.deletions > 0 AND f.repo = ?",
                             [repo.full_name])[0][0]
         assert kept_with_patch == 0  # every kept PR has its patches
 

@@ -90,7 +90,8 @@ def test_init_copies_the_default_rules_and_prompts_and_points_at_them(cli, tmp_p
         sent = [m["content"] for body in llm.chat_requests for m in body["messages"]
                 if m["role"] == "system"]
     assert r.code == 0, r
-    assert sent and all("HOUSE-RULE-7" in s for s in sent)
+    task_prompts = [s for s in sent if s.startswith("You turn a merged pull request ")]
+    assert task_prompts and all("HOUSE-RULE-7" in s for s in task_prompts)  # (chains: chain_v1)
 
     # the copied rules are the ones that decide
     rules = tmp_path / "mine" / "filters" / "default.toml"

@@ -166,3 +166,32 @@ def test_reads_during_a_run_share_the_file_with_a_reading_curator(tmp_path):
         curator.wait(timeout=10)
     assert queue.write(Batch()).ingested == 1  # the spooled batch, now the file is free
     assert q(db, "SELECT count(*) FROM pull_requests") == [(2,)]
+
+
+def test_a_file_from_before_chains_is_upgraded_in_place(tmp_path):
+    """Version 6 -> 7: the chains table, tasks' kind, members and reference change, file
+    modes and branch names; a task written before is a one-PR task over its own PR."""
+    db = tmp_path / "v6.duckdb"
+    Queue(db).ensure()
+    con = duckdb.connect(str(db))
+    for (view,) in con.execute("SELECT view_name FROM duckdb_views() WHERE NOT internal").fetchall():
+        con.execute(f"DROP VIEW {view}")
+    con.execute("DROP TABLE chains")
+    for table, cols in (("tasks", ("kind", "members", "chain_id", "patch", "test_patch",
+                                   "tests_added", "applicable", "apply_issues", "stages")),
+                        ("pr_files", ("old_mode", "new_mode")),
+                        ("pull_requests", ("head_ref", "base_ref"))):
+        for col in cols:
+            con.execute(f"ALTER TABLE {table} DROP COLUMN {col}")
+    con.execute("INSERT INTO tasks (task_id, repo, number, title, category, background, query, "
+                "subtasks, difficulty, rewriter, prompt_version, created_at, updated_at) VALUES "
+                "('t1', 'o/r', 1, 't', 'backend', 'b', 'q', '[]', 'easy', 'template', "
+                "'template_v1', now(), now())")
+    con.execute("DELETE FROM schema_migrations WHERE version = 7")
+    con.close()
+    Queue(db).write(Batch(pull_requests=[pr(1)]))
+    assert q(db, "SELECT max(version) FROM schema_migrations") == [(SCHEMA_VERSION,)]
+    assert q(db, "SELECT kind, members, patch FROM tasks") == [("pr", [1], None)]
+    assert q(db, "SELECT count(*) FROM chains") == [(0,)]
+    assert q(db, "SELECT old_mode, new_mode FROM pr_files") == [(None, None)]
+    assert q(db, "SELECT kind, members FROM review_queue") == [("pr", [1])]

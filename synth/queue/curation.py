@@ -174,9 +174,19 @@ def show_task(queue: "Queue", task_id: str) -> dict:
     task = dict(zip(cols, rows[0]))
     _, drows = queue.query("SELECT kept, reasons, filter_version FROM candidates "
                            "WHERE repo = ? AND number = ?", [task["repo"], task["number"]])
+    members = list(task.get("members") or [task["number"]])
     _, files = queue.query("SELECT path, status, additions, deletions FROM pr_files "
-                           "WHERE repo = ? AND number = ? ORDER BY path",
-                           [task["repo"], task["number"]])
+                           "WHERE repo = ? AND list_contains(?::INTEGER[], number) "
+                           "ORDER BY list_position(?::INTEGER[], number), path",
+                           [task["repo"], members, members])
+    # a chain task and its members' own tasks (and other tasks over the same PRs) are
+    # related, not near-duplicates: the curator sees them side by side
+    _, related = queue.query("SELECT task_id, coalesce(kind, 'pr'), coalesce(members, [number]), "
+                             "status, title FROM tasks WHERE repo = ? AND task_id <> ? AND "
+                             "list_has_any(coalesce(members, [number]), ?::INTEGER[]) "
+                             "ORDER BY kind DESC, number, task_id",
+                             [task["repo"], task_id, members])
+    task["related"] = related
     _, events = queue.query("SELECT acted_at, reviewer, action, status_before, status_after, note "
                             "FROM review_events WHERE task_id = ? ORDER BY event_id", [task_id])
     task["decision"] = dict(zip(("kept", "reasons", "filter_version"), drows[0])) if drows else None
@@ -289,21 +299,23 @@ def dedupe_tasks(queue: "Queue", threshold: float = 0.8):
         return res
     with queue.connect(wait=queue.busy_timeout) as con:
         todo = con.execute(
-            "SELECT t.task_id, t.query, t.repo, t.number FROM tasks t WHERE NOT EXISTS ("
-            "SELECT 1 FROM task_signatures s WHERE s.task_id = t.task_id)").fetchall()
+            "SELECT t.task_id, t.query, t.repo, coalesce(t.members, [t.number]) FROM tasks t "
+            "WHERE NOT EXISTS (SELECT 1 FROM task_signatures s WHERE s.task_id = t.task_id)"
+        ).fetchall()
         patches: dict[tuple[str, int], list[str]] = {}
         if todo:
             rows = con.execute(
-                "SELECT f.repo, f.number, f.patch FROM pr_files f JOIN (SELECT DISTINCT repo, number "
-                "FROM tasks t WHERE NOT EXISTS (SELECT 1 FROM task_signatures s WHERE "
-                "s.task_id = t.task_id)) USING (repo, number) WHERE f.patch IS NOT NULL").fetchall()
+                "SELECT f.repo, f.number, f.patch FROM pr_files f JOIN (SELECT DISTINCT repo, "
+                "unnest(coalesce(members, [number])) AS number FROM tasks t WHERE NOT EXISTS ("
+                "SELECT 1 FROM task_signatures s WHERE s.task_id = t.task_id)) "
+                "USING (repo, number) WHERE f.patch IS NOT NULL").fetchall()
             for repo, number, patch in rows:
                 patches.setdefault((repo, number), []).extend(changed_lines(patch)[0])
         new_rows = []
-        for task_id, query, repo, number in todo:
+        for task_id, query, repo, members in todo:  # a chain: all its PRs' patches
             new_rows.append((task_id, "query", signature(shingles(query or ""))))
             new_rows.append((task_id, "patch", signature(shingles("\n".join(
-                patches.get((repo, number), []))))))
+                line for n in members for line in patches.get((repo, n), []))))))
         con.execute("BEGIN TRANSACTION")
         try:
             if new_rows:
@@ -311,12 +323,16 @@ def dedupe_tasks(queue: "Queue", threshold: float = 0.8):
                                 [[t, k, list(s) if s else None] for t, k, s in new_rows])
             res.signed = len(todo)
             best: dict[str, tuple[str, str, float]] = {}
-            for kind in ("query", "patch"):
+            # a chain task and its members' tasks are related (review show lists them side
+            # by side), never near-duplicates: tasks are compared within their kind
+            for kind, task_kind in (("query", "pr"), ("patch", "pr"), ("query", "chain"),
+                                    ("patch", "chain")):
                 items = con.execute(
                     "SELECT s.task_id, s.sig FROM task_signatures s JOIN tasks t USING (task_id) "
                     "LEFT JOIN pull_requests p ON p.repo = t.repo AND p.number = t.number "
-                    "WHERE s.kind = ? ORDER BY p.merged_at NULLS LAST, t.created_at, t.task_id",
-                    [kind]).fetchall()
+                    "WHERE s.kind = ? AND coalesce(t.kind, 'pr') = ? "
+                    "ORDER BY p.merged_at NULLS LAST, t.created_at, t.task_id",
+                    [kind, task_kind]).fetchall()
                 for tw in twins_from_signatures(items, threshold):
                     if tw.item not in best or tw.similarity > best[tw.item][2]:
                         best[tw.item] = (tw.twin_of, kind, tw.similarity)

@@ -10,8 +10,8 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING
 
-from ..errors import QueueBusy
-from ..models import Cursor, FileChange, LinkedIssue, PullRequest
+from ..errors import QueueBusy, SQLError
+from ..models import Chain, ChainLink, Cursor, Decision, FileChange, LinkedIssue, PullRequest
 
 if TYPE_CHECKING:
     from .store import Queue
@@ -29,10 +29,12 @@ def _pr_from_row(row: dict, files: list[dict]) -> PullRequest:
             path=f["path"], status=f["status"], additions=f["additions"],
             deletions=f["deletions"], patch=f["patch"], binary=f["is_binary"],
             old_path=f["old_path"], patch_bytes=f["patch_bytes"] or 0,
-            patch_truncated=f["patch_truncated"], undecodable=f["undecodable"]) for f in files),
+            patch_truncated=f["patch_truncated"], undecodable=f["undecodable"],
+            old_mode=f.get("old_mode"), new_mode=f.get("new_mode")) for f in files),
         author_is_bot=row["author_is_bot"], head_sha=row["head_sha"], source=row["source"],
         additions_total=row["additions"], deletions_total=row["deletions"],
-        changed_files_total=row["changed_files"])
+        changed_files_total=row["changed_files"], head_ref=row.get("head_ref"),
+        base_ref=row.get("base_ref"))
 
 
 def load_pull_requests(queue: "Queue", keys: list[tuple[str, int]]) -> list[PullRequest]:
@@ -122,6 +124,86 @@ def triage_verdicts(queue: "Queue", keys: list[tuple[str, int]]) -> dict[tuple[s
     return {(r, n): (kept, model) for r, n, kept, model in rows}
 
 
+# ---------------------------------------------------------------- chains
+
+def chain_candidates(queue: "Queue", repo: str) -> list[Decision]:
+    """Every PR of a repository with its latest decision, oldest merge first: what chain
+    detection chooses members from."""
+    if not queue.path.exists():
+        return []
+    _, rows = queue.query("SELECT number, kept, reasons, filter_version, metrics FROM candidates "
+                          "WHERE repo = ? AND kept IS NOT NULL ORDER BY merged_at, number",
+                          [repo], wait=queue.busy_timeout)
+    return [Decision(repo, n, kept, tuple(reasons), fv,
+                     json.loads(m) if isinstance(m, str) else (m or {}))
+            for n, kept, reasons, fv, m in rows]
+
+
+def chain_state(queue: "Queue", repo: str) -> str | None:
+    """The rule versions the repository's chains were last detected with (its "chains"
+    cursor), or None."""
+    if not queue.path.exists():
+        return None
+    _, rows = queue.query("SELECT watermark FROM cursors WHERE repo = ? AND source = 'chains'",
+                          [repo], wait=queue.busy_timeout)
+    return rows[0][0] if rows else None
+
+
+def pending_chains(queue: "Queue", rewriter: str, model: str | None, prompt_version: str,
+                   limit: int = 0) -> list[tuple[str, str, list[int]]]:
+    """Kept chains that have no task for this rewriter yet: (chain_id, repo, members)."""
+    if not queue.path.exists():
+        return []
+    sql = ("SELECT c.chain_id, c.repo, c.members FROM chains c WHERE c.kept AND NOT EXISTS ("
+           "SELECT 1 FROM tasks t WHERE t.chain_id = c.chain_id AND t.prompt_version = ? "
+           "AND t.rewriter = ? AND coalesce(t.model, '') = ?) "
+           "ORDER BY c.last_merged_at DESC NULLS LAST, c.chain_id")
+    if limit:
+        sql += f" LIMIT {int(limit)}"
+    _, rows = queue.query(sql, [prompt_version, rewriter, model or ""], wait=queue.busy_timeout)
+    return [(cid, repo, list(members)) for cid, repo, members in rows]
+
+
+def foreign_changes(queue: "Queue", repo: str, members: list[int]) -> list[tuple]:
+    """What PRs outside ``members`` changed in the members' files while the chain was under
+    way (merged after its first member, up to its last): (merged_at, path, patch) rows, to
+    tell whether the chain's stages compose at its first base (patches.reference)."""
+    _, rows = queue.query(
+        "WITH m AS (SELECT min(merged_at) AS lo, max(merged_at) AS hi FROM pull_requests "
+        "WHERE repo = ? AND list_contains(?::INTEGER[], number)), "
+        "paths AS (SELECT DISTINCT path FROM pr_files WHERE repo = ? "
+        "AND list_contains(?::INTEGER[], number)) "
+        "SELECT p.merged_at, f.path, f.patch FROM pr_files f JOIN pull_requests p "
+        "USING (repo, number), m WHERE f.repo = ? AND p.merged_at > m.lo AND p.merged_at <= m.hi "
+        "AND NOT list_contains(?::INTEGER[], f.number) AND f.path IN (SELECT path FROM paths) "
+        "ORDER BY p.merged_at, f.path",
+        [repo, members, repo, members, repo, members], wait=queue.busy_timeout)
+    return [tuple(r) for r in rows]
+
+
+def chains_of(queue: "Queue", repo: str, number: int) -> list[Chain]:
+    """The stored chains a PR belongs to (for `synth explain`)."""
+    if not queue.path.exists():
+        return []
+    try:
+        cols, rows = queue.query("SELECT * FROM chains WHERE repo = ? AND "
+                                 "list_contains(members, ?) ORDER BY first_merged_at",
+                                 [repo, number], wait=queue.busy_timeout)
+    except SQLError:  # a file from before chains, not yet upgraded by a run
+        return []
+    out = []
+    for r in rows:
+        d = dict(zip(cols, r))
+        links = json.loads(d["links"]) if isinstance(d["links"], str) else d["links"]
+        figures = json.loads(d["figures"]) if isinstance(d["figures"], str) else d["figures"]
+        out.append(Chain(d["repo"], tuple(d["members"]),
+                         tuple(ChainLink(x["earlier"], x["later"], x["kind"], x["detail"])
+                               for x in links), d["kept"], tuple(d["reasons"]),
+                         d["rules_version"], figures or {}, d["first_merged_at"],
+                         d["last_merged_at"]))
+    return out
+
+
 def repo_meta(queue: "Queue") -> dict[str, tuple[str | None, str | None]]:
     """repo -> (licence, primary language), for the rewriters."""
     if not queue.path.exists():
@@ -167,9 +249,16 @@ def funnel(queue: "Queue") -> dict[str, object]:
     _, reasons = queue.query("SELECT r, count(*) FROM (SELECT unnest(reasons) AS r FROM candidates "
                              "WHERE NOT kept) GROUP BY r ORDER BY count(*) DESC, r",
                              wait=queue.busy_timeout)
+    try:
+        _, chain_rows = queue.query("SELECT count(*), count(*) FILTER (WHERE kept), "
+                                    "(SELECT count(*) FROM tasks WHERE kind = 'chain') "
+                                    "FROM chains", wait=queue.busy_timeout)
+    except SQLError:  # a file from before chains, not yet upgraded by a run
+        chain_rows = [(0, 0, 0)]
     return {"repos": repos, "pull_requests": prs, "kept": kept, "dropped": dropped,
             "tasks": tasks, "tasks_by_status": dict(by_status), "reasons": reasons,
-            "open_failures": failures, "runs": runs}
+            "open_failures": failures, "runs": runs, "chains": chain_rows[0][0],
+            "chains_kept": chain_rows[0][1], "chain_tasks": chain_rows[0][2]}
 
 
 def recent_runs(queue: "Queue", limit: int = 20) -> tuple[list[str], list[tuple]]:

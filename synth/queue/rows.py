@@ -9,7 +9,7 @@ import json
 from datetime import datetime, timedelta, timezone
 from typing import Iterator
 
-from ..models import Batch, Failure, PullRequest, Repo, Task
+from ..models import Batch, Chain, Failure, PullRequest, Repo, Task
 from .schema import utcnow
 
 _ZERO = timedelta(0)
@@ -48,6 +48,11 @@ def batch_columns(batch: Batch, now: datetime | None = None) -> Iterator[tuple[s
             "kept": [d.kept for d in decisions], "reasons": [list(d.reasons) for d in decisions],
             "metrics": [json.dumps(d.metrics) for d in decisions],
             "decided_at": [stamp] * n, "run_id": [run_id] * n}
+    if batch.chain_repos:
+        yield "chain_repos", {"repo": sorted(set(batch.chain_repos))}
+    if batch.chains:
+        yield "chains", _columns_of([_chain_row(c, stamp, run_id)
+                                     for c in _dedupe(batch.chains, lambda c: c.chain_id)])
     if batch.tasks:
         yield "tasks", _columns_of([_task_row(t, stamp, run_id)
                                     for t in _dedupe(batch.tasks, lambda t: t.task_id)])
@@ -95,13 +100,14 @@ def _pr_columns(prs: list[PullRequest], stamp) -> dict[str, list]:
                           else len(p.files) for p in prs],
         "source": [p.source for p in prs],
         "first_seen_at": [stamp] * n, "updated_at": [stamp] * n,
+        "head_ref": [p.head_ref for p in prs], "base_ref": [p.base_ref for p in prs],
     }
 
 
 _FILE_FIELDS = ("path", "old_path", "status", "additions", "deletions", "binary", "patch",
-                "patch_bytes", "patch_truncated", "undecodable")
+                "patch_bytes", "patch_truncated", "undecodable", "old_mode", "new_mode")
 _FILE_COLUMNS = ("path", "old_path", "status", "additions", "deletions", "is_binary", "patch",
-                 "patch_bytes", "patch_truncated", "undecodable")
+                 "patch_bytes", "patch_truncated", "undecodable", "old_mode", "new_mode")
 
 
 def _file_columns(prs: list[PullRequest]) -> dict[str, list]:
@@ -135,6 +141,33 @@ def _repo_row(r: Repo, stamp: str) -> dict:
             "first_seen_at": stamp, "updated_at": stamp}
 
 
+def _chain_row(c: Chain, stamp, run_id: str | None) -> dict:
+    return {"chain_id": c.chain_id, "repo": c.repo, "members": list(c.members),
+            "links": json.dumps([{"earlier": lk.earlier, "later": lk.later, "kind": lk.kind,
+                                  "detail": lk.detail} for lk in c.links]),
+            "link_kinds": sorted({lk.kind for lk in c.links}), "kept": c.kept,
+            "reasons": list(c.reasons), "figures": json.dumps(c.figures, default=str),
+            "first_merged_at": _utc(c.first_merged_at), "last_merged_at": _utc(c.last_merged_at),
+            "rules_version": c.rules_version, "detected_at": stamp, "run_id": run_id}
+
+
+def _reference_columns(t: Task) -> dict:
+    ref = t.reference
+    members = list(t.members) or [t.provenance.pr_number]
+    if ref is None:
+        return {"kind": t.kind, "members": members, "chain_id": t.chain_id, "patch": None,
+                "test_patch": None, "tests_added": None, "applicable": None,
+                "apply_issues": None, "stages": None}
+    stages = json.dumps([{"number": s.number, "base_commit": s.base_commit,
+                          "merge_commit": s.merge_commit, "patch": s.patch,
+                          "test_patch": s.test_patch, "tests_added": list(s.tests_added),
+                          "applicable": s.applicable, "issues": list(s.issues)}
+                         for s in ref.stages]) if ref.stages else None
+    return {"kind": t.kind, "members": members, "chain_id": t.chain_id, "patch": ref.patch,
+            "test_patch": ref.test_patch, "tests_added": list(ref.tests_added),
+            "applicable": ref.applicable, "apply_issues": list(ref.issues), "stages": stages}
+
+
 def _task_row(t: Task, stamp: str, run_id: str | None) -> dict:
     s = t.spec
     return {
@@ -148,7 +181,7 @@ def _task_row(t: Task, stamp: str, run_id: str | None) -> dict:
         "judge": json.dumps(t.judge) if t.judge is not None else None,
         "prompt_tokens": t.usage.prompt_tokens, "completion_tokens": t.usage.completion_tokens,
         "cost_usd": t.usage.cost_usd, "revision": 0, "created_at": stamp, "updated_at": stamp,
-        "run_id": run_id, "pr_url": t.provenance.pr_url,
+        "run_id": run_id, "pr_url": t.provenance.pr_url, **_reference_columns(t),
     }
 
 

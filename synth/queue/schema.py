@@ -9,9 +9,10 @@ from typing import Any
 
 import duckdb
 
-SCHEMA_VERSION = 6
-TABLES = ("repos", "pull_requests", "pr_files", "decisions", "tasks", "failures", "cursors", "runs",
-          "resolved")  # what a batch writes, in order ("resolved" updates failures)
+SCHEMA_VERSION = 7
+TABLES = ("repos", "pull_requests", "pr_files", "decisions", "chain_repos", "chains", "tasks",
+          "failures", "cursors", "runs", "resolved")  # what a batch writes, in order
+# ("resolved" updates failures; "chain_repos" clears the chains of repositories re-detected)
 
 
 def utcnow() -> datetime:
@@ -45,13 +46,30 @@ def _upgrade_4(con: duckdb.DuckDBPyConnection) -> None:
     ddl = resources.files("synth").joinpath("schema.sql").read_text()
     start = ddl.index("CREATE TABLE IF NOT EXISTS pr_files")
     con.execute(ddl[start:ddl.index(");", start) + 2])
-    con.execute("INSERT INTO pr_files SELECT * FROM pr_files_v3")
+    con.execute("INSERT INTO pr_files BY NAME SELECT * FROM pr_files_v3")
     con.execute("DROP TABLE pr_files_v3")
 
 
 def _upgrade_6(con: duckdb.DuckDBPyConnection) -> None:
     """The review journal's id on each event it applied (applied exactly once)."""
     con.execute("ALTER TABLE review_events ADD COLUMN IF NOT EXISTS journal_id VARCHAR")
+
+
+def _upgrade_7(con: duckdb.DuckDBPyConnection) -> None:
+    """Chains and reference changes: branch names on PRs, file modes, and on tasks their
+    kind, members and reference change (patch, test_patch, tests_added, applicability,
+    stages). The chains table comes with schema.sql."""
+    for table, col, typ in (
+            ("pull_requests", "head_ref", "VARCHAR"), ("pull_requests", "base_ref", "VARCHAR"),
+            ("pr_files", "old_mode", "VARCHAR"), ("pr_files", "new_mode", "VARCHAR"),
+            ("tasks", "kind", "VARCHAR DEFAULT 'pr'"), ("tasks", "members", "INTEGER[]"),
+            ("tasks", "chain_id", "VARCHAR"), ("tasks", "patch", "VARCHAR"),
+            ("tasks", "test_patch", "VARCHAR"), ("tasks", "tests_added", "VARCHAR[]"),
+            ("tasks", "applicable", "BOOLEAN"), ("tasks", "apply_issues", "VARCHAR[]"),
+            ("tasks", "stages", "JSON")):
+        con.execute(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {col} {typ}")
+    con.execute("UPDATE tasks SET kind = coalesce(kind, 'pr'), members = [number] "
+                "WHERE members IS NULL")
 
 
 # (version, name, upgrade): a new file runs schema.sql and records every version; an older
@@ -64,6 +82,7 @@ MIGRATIONS: list[tuple[int, str, Any]] = [
     (4, "pr_files without a primary-key index", _upgrade_4),
     (5, "review_queue leaves out tasks flagged trivial or not_code", lambda con: None),
     (6, "review_events.journal_id: actions applied from the review journal", _upgrade_6),
+    (7, "chains; tasks' kind, members and reference change; file modes, branch names", _upgrade_7),
 ]
 
 

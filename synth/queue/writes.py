@@ -184,8 +184,11 @@ UPSERT: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "pull_requests": (("repo", "number"), (
         "title", "body", "author", "author_is_bot", "merged_at", "base_sha", "merge_sha",
         "head_sha", "url", "labels", "linked_issues", "additions", "deletions", "changed_files",
-        "updated_at")),
+        "updated_at", "head_ref", "base_ref")),
     "decisions": (("repo", "number", "filter_version"), ("kept", "reasons", "metrics")),
+    "chains": (("chain_id",), ("repo", "members", "links", "link_kinds", "kept", "reasons",
+                               "figures", "first_merged_at", "last_merged_at", "rules_version",
+                               "detected_at", "run_id")),
     "tasks": (("task_id",), ()),  # a stored task is never overwritten by a rewrite
     "cursors": (("repo", "source"), ("watermark", "cursor", "state", "updated_at")),
     "runs": (("run_id",), ("ended_at", "status", "counts", "errors", "config_hash")),
@@ -197,7 +200,7 @@ UPSERT: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
 def _statements(columns: dict[str, dict[str, str]], table: str, staged: str,
                 names: list[str]) -> list[str]:
     """The SQL that upserts one staged table into its queue table."""
-    src = "failures" if table == "resolved" else table
+    src = {"resolved": "failures", "chain_repos": "chains"}.get(table, table)
     cols = columns[src]
     # typed view of the staged rows: Arrow's guesses (null columns, strings for JSON and
     # timestamps) cast to the table's own column types
@@ -207,6 +210,8 @@ def _statements(columns: dict[str, dict[str, str]], table: str, staged: str,
         return [f"UPDATE failures SET resolved = true FROM {reader} r "
                 "WHERE failures.stage = r.stage AND failures.repo = r.repo "
                 "AND failures.number = r.number"]
+    if table == "chain_repos":  # a repository's chains are replaced whole
+        return [f"DELETE FROM chains WHERE repo IN (SELECT repo FROM {staged})"]
     if table == "pr_files":  # a PR's file list is replaced whole
         return [f"DELETE FROM pr_files WHERE (repo, number) IN "
                 f"(SELECT DISTINCT repo, number FROM {staged})",

@@ -136,3 +136,31 @@ def task_messages(pr: PullRequest, rules: Rules, *, version: str, schema: dict,
     system = load_template(version, "system", prompts_dir)
     user = render(load_template(version, "user", prompts_dir), values)
     return [{"role": "system", "content": system}, {"role": "user", "content": user}], patch
+
+
+def chain_messages(prs: list[PullRequest], rules: Rules, *, version: str, schema: dict,
+                   budget_tokens: int, language: str | None = None,
+                   prompts_dir: str | None = None) -> list[dict]:
+    """System and user messages for a chain of PRs (merge order): each PR as one step, its
+    text, files and patch (the budget shared out), all scrubbed and fenced."""
+    per = max(200, budget_tokens // max(1, len(prs)))
+    steps = []
+    for i, pr in enumerate(prs, 1):
+        patch = cut_patch(pr, rules, per)
+        issues = "\n\n".join(f"#{x.number} {scrub(x.title)}\n{scrub(x.body)}"
+                             for x in pr.linked_issues)
+        files = "\n".join(f"- {f.path} ({f.status}, +{f.additions} -{f.deletions})"
+                          for f in pr.files[:100])
+        steps.append("\n\n".join(filter(None, [
+            f"Step {i} of {len(prs)} (+{pr.additions} -{pr.deletions}, {len(pr.files)} files):",
+            fence(f"step_{i}", f"Title: {scrub(pr.title).replace(chr(10), ' ')}\n\n"
+                  f"{scrub(pr.body) or '(no description)'}"),
+            fence(f"linked_issues_{i}", issues) if issues else "",
+            fence(f"file_list_{i}", files),
+            fence(f"patch_{i}", patch.text or "(no patch text available)")])))
+    values = {"repo": prs[0].repo, "language": language or "unknown",
+              "stage_count": str(len(prs)), "stages": "\n\n".join(steps),
+              "schema": _schema_text(schema)}
+    system = load_template(version, "system", prompts_dir)
+    user = render(load_template(version, "user", prompts_dir), values)
+    return [{"role": "system", "content": system}, {"role": "user", "content": user}]

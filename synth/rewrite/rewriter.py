@@ -18,12 +18,12 @@ from concurrent.futures import ThreadPoolExecutor
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from ..errors import RewriteError
+from ..errors import ConfigError, RewriteError
 from ..filtering import Rules
 from ..models import Failure, Provenance, PullRequest, Task, TaskSpec, Usage
 from .guards import fence, leaked_lines, scrub_spec
 from .llm import Completion, LLMClient, extract_json, first_line, max_tokens_for
-from .prompts import load_template, render, task_messages
+from .prompts import chain_messages, load_template, render, task_messages
 
 log = logging.getLogger("synth.rewrite")
 
@@ -81,7 +81,8 @@ class LLMRewriter:
     def __init__(self, client: LLMClient, rules: Rules, *, prompt_version: str = "task_v1",
                  max_patch_tokens: int = 6000, concurrency: int = 8, judge: bool = False,
                  prices: dict | None = None, languages: dict[str, str | None] | None = None,
-                 prompts_dir: str | None = None, max_tokens: int | None = None):
+                 prompts_dir: str | None = None, max_tokens: int | None = None,
+                 chain_prompt_version: str | None = "chain_v1"):
         self.client = client
         self.model = client.model
         self.rules = rules
@@ -96,6 +97,14 @@ class LLMRewriter:
         self.prompts_dir = prompts_dir or None  # None: the prompts shipped with synth
         load_template(prompt_version, "system", self.prompts_dir)  # missing: fail before any call
         load_template(prompt_version, "user", self.prompts_dir)
+        self.chain_prompt_version = chain_prompt_version  # None: no chain tasks
+        try:
+            if chain_prompt_version:
+                load_template(chain_prompt_version, "system", self.prompts_dir)
+                load_template(chain_prompt_version, "user", self.prompts_dir)
+        except ConfigError as exc:  # prompts of one's own without chain ones: PR tasks only
+            log.warning("%s: chains are not rewritten", exc)
+            self.chain_prompt_version = None
 
     def rewrite_many(self, prs: list[PullRequest], licenses: dict[str, str | None]
                      ) -> list[Task | Failure]:
@@ -129,6 +138,40 @@ class LLMRewriter:
                     prompt_version=self.prompt_version, usage=usage,
                     judge_score=judge.score if judge else None,
                     judge=judge.model_dump() if judge else None)
+
+    def rewrite_chain(self, prs: list[PullRequest], chain_id: str, license: str | None = None,
+                      language: str | None = None) -> Task | Failure:
+        """A chain of PRs (merge order) as one task, one subtask per PR (chain prompt), or a
+        recorded Failure (stage ``chain``, keyed by the first PR)."""
+        acc = _Usage()
+        first, last = prs[0], prs[-1]
+        try:
+            messages = chain_messages(prs, self.rules, version=self.chain_prompt_version,
+                                      schema=TASK_SCHEMA, budget_tokens=self.budget,
+                                      language=language or self.languages.get(first.repo),
+                                      prompts_dir=self.prompts_dir)
+            spec, _ = self._ask_valid(messages, TaskSpec, TASK_SCHEMA, "coding_task", acc,
+                                      self.max_tokens)
+            spec = scrub_spec(spec)
+        except RewriteError as exc:
+            return Failure("chain", exc.reason, first_line(str(exc), 300), repo=first.repo,
+                           number=first.number, detail=(exc.raw or str(exc))[:20000],
+                           transient=exc.reason in ("unavailable", "bad_response"))
+        flags, confidence = set(spec.flags) | {"chain"}, spec.confidence
+        added = [line for pr in prs for line in _added_code_lines(pr, self.rules)]
+        if leaked_lines(_task_text(spec), added):  # no regeneration here: flagged for review
+            flags.add("leakage")
+            confidence = min(confidence, 0.2)
+        if len(spec.subtasks) != min(len(prs), 6):
+            flags.add("stages_mismatch")
+        spec = spec.model_copy(update={"flags": sorted(flags)[:8], "confidence": confidence})
+        prov = Provenance(repo=first.repo, pr_number=first.number, pr_url=first.url,
+                          base_sha=first.base_sha, merge_sha=last.merge_sha,
+                          merged_at=last.merged_at, license=license)
+        return Task(spec=spec, provenance=prov, rewriter="llm", model=self.model,
+                    prompt_version=self.chain_prompt_version,
+                    usage=Usage(acc.prompt, acc.completion, self._cost(acc), acc.calls),
+                    kind="chain", members=tuple(p.number for p in prs), chain_id=chain_id)
 
     def _generate(self, pr: PullRequest, acc: "_Usage", language: str | None = None) -> TaskSpec:
         messages, _ = task_messages(pr, self.rules, version=self.prompt_version,

@@ -13,9 +13,11 @@ from pathlib import PurePosixPath
 
 from ..filtering import Rules
 from ..models import Failure, Provenance, PullRequest, Subtask, Task, TaskSpec
+from ..patches import tests_added
 from .guards import scrub
 
 PROMPT_VERSION = "template_v1"
+CHAIN_PROMPT_VERSION = "template_chain_v1"
 _CLOSES = re.compile(r"(?i)\b(?:close[sd]?|fix(?:e[sd])?|resolve[sd]?)\s+#\d+\b[.,]?")
 _MD_NOISE = re.compile(r"(?m)^\s*(?:<!--.*?-->|- \[[ x]\].*)\s*$")
 
@@ -57,6 +59,58 @@ def rewrite(pr: PullRequest, rules: Rules, license: str | None = None) -> Task:
                       merge_sha=pr.merge_sha, merged_at=pr.merged_at, license=license)
     return Task(spec=spec, provenance=prov, rewriter="template", model=None,
                 prompt_version=PROMPT_VERSION)
+
+
+def rewrite_chain(prs: list[PullRequest], chain_id: str, rules: Rules,
+                  license: str | None = None) -> Task:
+    """A chain of PRs (merge order) as one task: one subtask per PR, in order, each building
+    on the one before, its acceptance criteria from that PR's tests where it has them."""
+    first, last = prs[0], prs[-1]
+    titles = [scrub(_clean_title(p.title)) for p in prs]
+    subtasks = []
+    for i, (pr, title) in enumerate(zip(prs[:6], titles)):
+        tests = [f.path for f in pr.files if rules.classify(f.path) == "tests"
+                 and f.status != "deleted"]
+        named = [n for f in pr.files if f.path in tests for n in tests_added(f.path, f.patch)]
+        goal = (f"Start the work: {title}." if i == 0 else
+                f"Building on the previous step ({_cut(titles[i - 1], 150)}): {title}.")
+        subtasks.append(Subtask(
+            title=_cut(f"Step {i + 1}: {title}", 120), goal=_cut(goal, 600),
+            constraints=["Keep what the earlier steps introduced working",
+                         "Follow the code style of the surrounding files"],
+            deliverables=[_cut(f.path, 200) for f in pr.files if f.status != "deleted"][:8]
+            or ["The change described in the goal"],
+            acceptance_criteria=[_cut(f"`{n}` passes", 200) for n in named[:8]]
+            or [_cut(f"`{t}` passes", 200) for t in tests[:8]]
+            or ["The project's existing test suite passes"]))
+    repo = first.repo.split("/", 1)[-1]
+    steps = "; ".join(f"{i}. {t}" for i, t in enumerate(titles, 1))
+    background = "\n\n".join(f"Step {i}: {_background(p)}" for i, p in enumerate(prs, 1))
+    classes = {f.path: rules.classify(f.path) for p in prs for f in p.files}
+    changed = sum(f.additions + f.deletions for p in prs for f in p.files
+                  if classes[f.path] == "code") or sum(p.additions + p.deletions for p in prs)
+    spec = TaskSpec(
+        title=_cut(f"{titles[0]}, then {len(prs) - 1} follow-up step(s)", 200),
+        category=_category(first, classes),
+        background=_cut(background, 1000),
+        query=_cut(f"In the {repo} codebase, carry out this series of changes in order, each "
+                   f"building on the one before: {steps}. Keep the existing tests passing "
+                   "after every step.", 1000),
+        subtasks=subtasks,
+        modified_files=list(dict.fromkeys(_cut(f.path, 200) for p in prs for f in p.files
+                                          if f.status != "deleted"))[:50],
+        related_files=[_cut(p, 200) for p in sorted(
+            {str(PurePosixPath(f.path).parent) for p in prs for f in p.files} - {"."})][:20],
+        difficulty="medium" if changed < 300 else "hard",
+        flags=["template", "chain"],
+        confidence=0.3,
+    )
+    prov = Provenance(repo=first.repo, pr_number=first.number, pr_url=first.url,
+                      base_sha=first.base_sha, merge_sha=last.merge_sha,
+                      merged_at=last.merged_at, license=license)
+    return Task(spec=spec, provenance=prov, rewriter="template", model=None,
+                prompt_version=CHAIN_PROMPT_VERSION, kind="chain",
+                members=tuple(p.number for p in prs), chain_id=chain_id)
 
 
 def _group(files) -> list[tuple[str, list[str]]]:
@@ -143,6 +197,7 @@ class TemplateRewriter:
     def __init__(self, rules: Rules):
         self.rules = rules
         self.prompt_version = PROMPT_VERSION
+        self.chain_prompt_version = CHAIN_PROMPT_VERSION
 
     concurrency = 1  # pure and quick: no pool needed
 
@@ -154,6 +209,15 @@ class TemplateRewriter:
         except ValidationError as exc:
             return Failure("rewrite", "invalid_output", f"template task invalid: {exc}",
                            repo=pr.repo, number=pr.number)
+
+    def rewrite_chain(self, prs: list[PullRequest], chain_id: str, license: str | None = None,
+                      language: str | None = None) -> Task | Failure:
+        from pydantic import ValidationError
+        try:
+            return rewrite_chain(prs, chain_id, self.rules, license)
+        except ValidationError as exc:
+            return Failure("chain", "invalid_output", f"template chain task invalid: {exc}",
+                           repo=prs[0].repo, number=prs[0].number)
 
     def rewrite_many(self, prs: list[PullRequest], licenses: dict[str, str | None]
                      ) -> list[Task | Failure]:

@@ -19,6 +19,7 @@ lists the commits and picks out the PRs; a second streams the patches of only th
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import subprocess
 from dataclasses import dataclass
@@ -33,7 +34,7 @@ from ..errors import EmptyHistory, NotAGitRepository, SourceError
 from ..models import Cursor, FileChange, PullRequest, Repo, SourceBatch
 from .gitpatch import MAX_PATCH_KEEP, drained, parse_log_patches  # noqa: F401 (re-exported)
 
-MERGE_RE = re.compile(r"^Merge pull request #(\d+)\b")
+MERGE_RE = re.compile(r"^Merge pull request #(\d+)\b(?: from (\S+))?")
 SQUASH_RE = re.compile(r"\(#(\d+)\)\s*$")
 REMOTE_RE = re.compile(r"(?:github\.com|[\w.-]+)[:/]+([\w.-]+)/([\w.-]+?)(?:\.git)?/?$")
 
@@ -60,6 +61,8 @@ class PRCommit:
     author: str
     merged_at: datetime
     style: str  # merge | squash
+    head_ref: str | None = None  # the branch of "Merge pull request #N from owner/BRANCH"
+    base_ref: str | None = None  # the head branch of the PR this one was merged into
 
 
 class GitSource:
@@ -140,18 +143,28 @@ class GitSource:
         fmt = _SEP + "%H%x00%P%x00%an%x00%ct%x00%s%x00%b"
         out = self._git("log", f"--format={fmt}", *self.revisions, "--")
         best: dict[int, PRCommit] = {}
+        child: dict[str, str | None] = {}  # commit -> its only first-parent child (None: several)
         for record in out.split(_SEP)[1:]:
             sha, parents, author, date, subject, body = record.split("\x00", 5)
-            pr = _pr_commit(sha, parents.split(), author, date, subject, body.strip())
+            parents = parents.split()
+            if parents:
+                child[parents[0]] = None if parents[0] in child else sha
+            pr = _pr_commit(sha, parents, author, date, subject, body.strip())
             if pr is not None:
                 have = best.get(pr.number)
                 if have is None or _rank(pr) < _rank(have):
                     best[pr.number] = pr
-        commits = sorted(best.values(), key=lambda c: (c.merged_at, c.number), reverse=True)
+        commits = sorted(_stacked(best.values(), child, self._is_ancestor),
+                         key=lambda c: (c.merged_at, c.number), reverse=True)
         if fix_authors:
             authors = self.head_authors(commits)
             commits = [_with_author(c, authors) for c in commits]
         return commits
+
+    def _is_ancestor(self, commit: str, of: str) -> bool:
+        proc = subprocess.run(["git", "--git-dir", str(self.git_dir), "merge-base",
+                               "--is-ancestor", commit, of], capture_output=True)
+        return proc.returncode == 0
 
     def head_authors(self, commits: list[PRCommit]) -> dict[str, str]:
         """A merge commit's author is whoever pressed the button; the PR's author is the
@@ -220,7 +233,8 @@ class GitSource:
             merged_at=c.merged_at, base_sha=c.parents[0] if c.parents else "",
             merge_sha=c.sha, head_sha=c.parents[1] if c.style == "merge" and len(c.parents) > 1 else None,
             url=f"https://github.com/{self.repo_name}/pull/{c.number}", files=files,
-            author_is_bot=_looks_like_bot(c.author), source="git")
+            author_is_bot=_looks_like_bot(c.author), source="git", head_ref=c.head_ref,
+            base_ref=c.base_ref)
 
     def _git(self, *args: str, input: str | None = None) -> str:
         proc = subprocess.run(
@@ -247,7 +261,36 @@ def _with_author(c: PRCommit, authors: dict[str, str]) -> PRCommit:
     name = authors.get(c.sha)
     if name is None or name == c.author:
         return c
-    return PRCommit(c.sha, c.parents, c.number, c.title, c.body, name, c.merged_at, c.style)
+    return dataclasses.replace(c, author=name)
+
+
+STACK_WALK = 50  # first-parent steps from a PR's commit to the head of the PR it went into
+
+
+def _stacked(commits, child: dict[str, str | None], is_ancestor) -> list[PRCommit]:
+    """PRs merged into another PR's branch (stacked PRs) get that branch as their base_ref:
+    from a PR's commit, the branch's later commits follow one by one (each the only
+    first-parent child of the one before) until the head of the PR that merged the branch.
+    A commit with several first-parent children (a branch forks there) ends the walk. A PR
+    already in the other PR's base (``is_ancestor(commit, base)``: its branch was only
+    started after the merge) is not stacked on it."""
+    commits = list(commits)
+    heads = {c.parents[1]: c for c in commits
+             if c.style == "merge" and len(c.parents) > 1 and c.head_ref}
+    out = []
+    for c in commits:
+        at: str | None = c.sha
+        for _ in range(STACK_WALK):
+            into = heads.get(at)
+            if into is not None and into.number != c.number:
+                if not is_ancestor(c.sha, into.parents[0]):
+                    c = dataclasses.replace(c, base_ref=into.head_ref)
+                break
+            at = child.get(at)
+            if at is None:
+                break
+        out.append(c)
+    return out
 
 
 def _pr_commit(sha: str, parents: list[str], author: str, date: str, subject: str,
@@ -257,8 +300,9 @@ def _pr_commit(sha: str, parents: list[str], author: str, date: str, subject: st
     m = MERGE_RE.match(subject)
     if m and len(parents) > 1:
         title, _, rest = body.partition("\n")
+        branch = m.group(2).split("/", 1)[-1] if m.group(2) else None
         return PRCommit(sha, tuple(parents), int(m.group(1)), title.strip() or subject,
-                        rest.strip(), author, merged_at, "merge")
+                        rest.strip(), author, merged_at, "merge", head_ref=branch)
     m = SQUASH_RE.search(subject)
     if m:
         title = SQUASH_RE.sub("", subject).strip()

@@ -47,7 +47,7 @@ query($owner: String!, $name: String!, $first: Int!, $after: String) {
         number title body url mergedAt updatedAt
         author { __typename login }
         labels(first: 20) { nodes { name } }
-        baseRefOid headRefOid
+        baseRefOid headRefOid baseRefName headRefName
         mergeCommit { oid }
         additions deletions changedFiles
         files(first: 100) { totalCount nodes { path additions deletions changeType } }
@@ -246,7 +246,8 @@ def _pr_from_node(repo: str, node: dict, bot_suffix: bool = True) -> PullRequest
         labels=tuple(lb["name"] for lb in ((node.get("labels") or {}).get("nodes") or [])),
         linked_issues=issues, files=files, source="github",
         additions_total=node.get("additions"), deletions_total=node.get("deletions"),
-        changed_files_total=node.get("changedFiles"))
+        changed_files_total=node.get("changedFiles"), head_ref=node.get("headRefName"),
+        base_ref=node.get("baseRefName"))
 
 
 def fetch_patches(api: GitHubAPI, pr: PullRequest) -> PullRequest:
@@ -263,10 +264,12 @@ def fetch_patches(api: GitHubAPI, pr: PullRequest) -> PullRequest:
         for f in ans.data or []:
             patch = f.get("patch")
             changes = (f.get("additions") or 0) + (f.get("deletions") or 0)
+            status = _REST_STATUS.get(f.get("status"), "modified")
             files.append(FileChange(
-                path=f["filename"], status=_REST_STATUS.get(f.get("status"), "modified"),
+                path=f["filename"], status=status,
                 additions=f.get("additions") or 0, deletions=f.get("deletions") or 0,
-                patch=patch, binary=patch is None and changes == 0,
+                patch=patch,
+                binary=patch is None and changes == 0 and _binary(f["filename"], status),
                 old_path=f.get("previous_filename"),
                 patch_bytes=len(patch.encode()) if patch else 0,
                 patch_truncated=patch is None and changes > 0))
@@ -275,6 +278,21 @@ def fetch_patches(api: GitHubAPI, pr: PullRequest) -> PullRequest:
             break
         path, params = nxt
     return PullRequest(**{**{k: getattr(pr, k) for k in pr.__dataclass_fields__}, "files": tuple(files)})
+
+
+_BINARY_EXT = frozenset(
+    "png jpg jpeg gif ico webp bmp tif tiff pdf woff woff2 ttf otf eot mp3 mp4 wav ogg zip gz "
+    "tgz bz2 xz tar jar whl egg bin dll so dylib exe o a pyc class psd sketch fig db sqlite "
+    "parquet pkl npy npz".split())
+
+
+def _binary(path: str, status: str) -> bool:
+    """A file without patch text and without changed lines: binary, unless it was only
+    renamed or copied, or it is an empty text file (``__init__.py``, ``py.typed``)."""
+    if status in ("renamed", "copied", "modified"):
+        return status == "modified"
+    ext = path.rsplit("/", 1)[-1].rpartition(".")[2].lower()
+    return ext in _BINARY_EXT
 
 
 def _next_link(headers: dict) -> tuple[str, dict] | None:

@@ -77,7 +77,7 @@ def drained(stream, clock: Clock, max_blocks: int = 256) -> Iterator[bytes]:
 
 class _FileAcc:
     __slots__ = ("path", "old_path", "status", "adds", "dels", "chunks", "size", "binary",
-                 "truncated")
+                 "truncated", "old_mode", "new_mode")
 
     def __init__(self, a_path: str, b_path: str):
         self.path = b_path
@@ -89,6 +89,8 @@ class _FileAcc:
         self.size = 0
         self.binary = False
         self.truncated = False
+        self.old_mode: str | None = None
+        self.new_mode: str | None = None
 
     def finish(self) -> FileChange:
         patch = None
@@ -104,7 +106,8 @@ class _FileAcc:
             path=self.path, status=self.status, additions=self.adds, deletions=self.dels,
             patch=patch, binary=self.binary,
             old_path=self.old_path if self.status in ("renamed", "copied") else None,
-            patch_bytes=self.size, patch_truncated=self.truncated, undecodable=undecodable)
+            patch_bytes=self.size, patch_truncated=self.truncated, undecodable=undecodable,
+            old_mode=self.old_mode, new_mode=self.new_mode)
 
 
 _MARK = COMMIT_MARK
@@ -168,10 +171,20 @@ def _file(sec: bytes) -> FileChange:
 
 
 def _header_line(cur: _FileAcc, line: bytes) -> None:
-    if line.startswith(b"new file mode"):
+    if line.startswith(b"index "):
+        mode = line.rpartition(b" ")[2]
+        if mode.isdigit():  # "index a..b 100644": the mode did not change
+            cur.old_mode = cur.new_mode = mode.decode()
+    elif line.startswith(b"new file mode"):
         cur.status = "added"
+        cur.new_mode = line[14:].strip().decode()
     elif line.startswith(b"deleted file mode"):
         cur.status = "deleted"
+        cur.old_mode = line[18:].strip().decode()
+    elif line.startswith(b"old mode "):
+        cur.old_mode = line[9:].strip().decode()
+    elif line.startswith(b"new mode "):
+        cur.new_mode = line[9:].strip().decode()
     elif line.startswith(b"rename from "):
         cur.status = "renamed"
         cur.old_path = _unquote(line[12:].rstrip(b"\n"))

@@ -7,8 +7,9 @@ button does: "Merge pull request #N from BRANCH"), ``squash`` (one commit "TITLE
 branch merged forward, with "Merge pull request #N from owner/SOURCE" when ``pr`` is given).
 A commit lands on the default branch, or on the branch named by ``on`` (created from
 ``from``, default the default branch, the first time). Each commit writes whole files
-(``files``), applies exact find/replace ``edits`` and ``delete``s paths. Dates and authors
-are fixed, so the same description gives the same commit ids on every machine.
+(``files``), applies exact find/replace ``edits``, ``delete``s paths and makes paths
+``executable``. Dates and authors are fixed, so the same description gives the same commit
+ids on every machine.
 """
 
 from __future__ import annotations
@@ -120,6 +121,8 @@ def _write_changes(root: Path, c: dict) -> None:
             target.write_bytes(content)
         else:
             target.write_text(content, encoding="utf-8")
+    for path in c.get("executable", []):  # a mode change: git sees the executable bit
+        os.chmod(root / path, 0o755)
     for edit in c.get("edits", []):
         target = root / edit["path"]
         text = target.read_text(encoding="utf-8")

@@ -1,0 +1,402 @@
+"""Pure: chains, series of related merged PRs of one repository, from PR metadata and files.
+
+A link between an earlier PR A and a later PR B has a kind and a detail, in words:
+
+    reference  B names A as what it continues: "follow-up to #A", "depends on #A", "part 2"
+    issue      A and B close or reference the same issue
+    stacked    B's base branch is A's head branch (GitHub's stacked PRs)
+    fix        B fixes A: "regression from #A", or a fix that rewrites lines A added
+    revert     B reverts part of A
+    author     the same author, soon after, changing lines A added or using a name A defined,
+               in files both touched
+
+Links join PRs into chains, strongest links first, of ``min_prs`` to ``max_prs`` PRs spanning
+at most ``max_days``. A chain is kept when it is substantive as a whole, even when a member
+alone is small. The rules are ``[chains]`` in the filter rules (filters/default.toml).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from datetime import datetime
+
+from .diffs import changed_lines
+from .errors import ConfigError
+from .models import Chain, ChainLink, Decision, PullRequest
+
+CHAIN_CODE_VERSION = "1"  # bump when detection changes meaning
+
+DEFAULTS: dict = {
+    "min_prs": 2, "max_prs": 5, "max_days": 90, "author_days": 30, "fix_days": 60,
+    "min_logic_lines": 20, "max_changed_lines": 6000, "max_files": 150,
+    "member_codes": ["too_small", "tests_only", "docs_only", "removal", "move_only",
+                     "symbol_rename", "pass_through", "coverage_only"],
+    "long_lived_branches": [r"^(main|master|develop|devel|dev|trunk|next|stable|gh-pages)$",
+                            r"^v?\d+(\.\d+)*(\.x)?$", r"^(release|releases|maint|maintenance|"
+                            r"support|hotfix|backport)[-/_]"],
+    "signals": ["reference", "issue", "stacked", "fix", "revert", "author"],
+}
+MIN_AUTHOR_LINES = 2  # lines of the earlier PR's that a same-author link must rewrite
+FIX_SHARE = 0.25  # or this share of the lines a fix rewrites (else at least 3 lines)
+AUTHOR_SHARE = 0.05  # and at least this share of the lines the later PR rewrites
+RANK = {"stacked": 0, "reference": 1, "revert": 2, "fix": 3, "issue": 4, "author": 5}
+
+
+@dataclass(frozen=True)
+class ChainRules:
+    min_prs: int
+    max_prs: int
+    max_days: float
+    author_days: float
+    fix_days: float
+    min_logic_lines: int
+    max_changed_lines: int
+    max_files: int
+    member_codes: frozenset[str]
+    long_lived: re.Pattern
+    signals: frozenset[str]
+    version: str
+
+
+def chain_rules(raw: dict | None) -> ChainRules:
+    """``[chains]`` of the filter rules over the defaults; unknown keys are errors."""
+    merged = dict(DEFAULTS)
+    for key, value in (raw or {}).items():
+        if key not in DEFAULTS:
+            raise ConfigError(f"filter rules: unknown key chains.{key} "
+                              f"(known: {', '.join(DEFAULTS)})")
+        if isinstance(DEFAULTS[key], list) != isinstance(value, list):
+            raise ConfigError(f"filter rules: chains.{key} must be "
+                              + ("a list" if isinstance(DEFAULTS[key], list) else "a number"))
+        merged[key] = value
+    unknown = set(merged["signals"]) - set(RANK)
+    if unknown:
+        raise ConfigError(f"filter rules: chains.signals names unknown signals {sorted(unknown)}")
+    if not 2 <= merged["min_prs"] <= merged["max_prs"]:
+        raise ConfigError("filter rules: chains needs 2 <= min_prs <= max_prs")
+    try:
+        long_lived = re.compile("|".join(f"(?:{p})" for p in merged["long_lived_branches"]),
+                               re.IGNORECASE)
+    except re.error as exc:
+        raise ConfigError(f"filter rules: bad chains.long_lived_branches: {exc}") from None
+    version = hashlib.sha256((CHAIN_CODE_VERSION + json.dumps(merged, sort_keys=True))
+                             .encode()).hexdigest()[:12]
+    return ChainRules(merged["min_prs"], merged["max_prs"], merged["max_days"],
+                      merged["author_days"], merged["fix_days"], merged["min_logic_lines"],
+                      merged["max_changed_lines"], merged["max_files"],
+                      frozenset(merged["member_codes"]), long_lived,
+                      frozenset(merged["signals"]), version)
+
+
+# ---------------------------------------------------------------- what a PR says and changes
+
+_N = r"(?:pr\s*|pull request\s*)?(?:#|https?://github\.com/[\w.-]+/[\w.-]+/(?:pull|issues)/)(\d+)"
+_PHRASES = [  # (kind, pattern ending in a PR or issue number)
+    ("reference", r"follow(?:s|ing)?[- ]?ups?(?:\s+(?:to|of|on|for|from))?|follows(?:\s+up)?"
+                  r"|continu(?:es|ation of|ing)|depends on|dependent on|based on|builds? (?:up)?on"
+                  r"|stacked on|on top of|extends|completes|finishes|supersedes|split (?:out )?of"
+                  r"|(?:second|next|final|last) (?:part|step) of|refs?|references|related to"
+                  r"|relates to|part of|towards?"),
+    ("fix", r"(?:introduced|added|caused|broken|regressed|regression|bug|issue|problem)"
+            r"\s+(?:in|by|from|since|with|of)|fix(?:es|ed|ing)?(?:\s+(?:for|up|to))?"
+            r"|close[sd]?|resolve[sd]?"),
+    ("revert", r"(?:partial(?:ly)?\s+)?revert(?:s|ing|ed)?\s+(?:part|parts|some|pieces)\s+of"
+               r"|partial(?:ly)?\s+revert(?:s|ing|ed)?"),
+]
+_REFS = [(kind, re.compile(rf"(?i)(?:^|[^\w#])(?:{rx})\s*:?\s*{_N}\b")) for kind, rx in _PHRASES]
+_CLOSES = re.compile(rf"(?i)\b(?:close[sd]?|fix(?:e[sd])?|resolve[sd]?|refs?|see|part of|"
+                     rf"towards?|addresses|related to|relates to)\s*:?\s*{_N}\b")
+_FULL_REVERT = re.compile(r'(?i)^revert\s+"')
+_PART = re.compile(r"(?i)\b(?:part|pt\.?|step|phase)\s*(\d+)\b|[(\[](\d+)\s*/\s*\d+[)\]]")
+_FIXY = re.compile(r"(?i)\b(fix(?:es|ed)?|bug|regression|broken|crash(?:es)?|correct|repair|"
+                   r"restore)\b")
+_NOT_FIX = re.compile(r"(?i)\b(docs?|documentation|change ?log|changes|typos?|release)\b")
+# changes that sweep over the code base rewrite everyone's lines: no fix or author link
+_SWEEPING = re.compile(r"(?i)\b(typing|type hints?|annotations?|mypy|pyright|coverage|"
+                       r"lint(?:ing|er)?|formatting|formatter|reformat\w*|code style|"
+                       r"style fix\w*|pre-commit|pyupgrade|ruff|"
+                       r"black|flake8|isort|gofmt|golangci|modernize|ci)\b")
+_DEF = re.compile(r"^\s*(?:async\s+)?(?:def|class|func(?:\s*\([^)]*\))?|type|fn|struct|function"
+                  r"|interface|enum)\s+([A-Za-z_]\w{5,})")
+_WORD = re.compile(r"[A-Za-z_]\w*")
+_DISTINCT = re.compile(r"^(?=\w{8})\w*(?:[a-z][A-Z]|[A-Za-z0-9]_[A-Za-z])")  # cacheGet, cache_get
+
+
+@dataclass
+class _Profile:
+    pr: PullRequest
+    author: str
+    refs: list[tuple[str, int]]  # (kind, number) the text names
+    issues: set[int]
+    part: tuple[int, frozenset[str]] | None
+    fixy: bool
+    sweeping: bool
+    full_revert: bool
+    same: str  # the title without markers: two PRs with the same are one change, ported
+    files: set[str]  # code and test files
+    added: dict[str, set[str]]  # path -> lines it added (not moved), code files only
+    removed: dict[str, set[str]]
+    defines: set[str]
+    words: set[str]  # identifiers on added lines
+
+
+def _line_key(line: str) -> str | None:
+    """A line worth matching: long enough and not boilerplate."""
+    s = " ".join(line.split())
+    if len(s) < 12 or not re.search(r"[A-Za-z]", s) or s.startswith(("#", "//", "*", "/*")):
+        return None
+    return s
+
+
+def _profile(pr: PullRequest, classify, numbers: set[int]) -> _Profile:
+    text = f"{pr.title}\n{pr.body or ''}"
+    refs = [(kind, int(m.group(1))) for kind, rx in _REFS for m in rx.finditer(text)]
+    refs = [(k, n) for k, n in refs if n != pr.number]
+    issues = {i.number for i in pr.linked_issues}
+    issues |= {int(m.group(1)) for m in _CLOSES.finditer(text)}
+    issues = {n for n in issues if n not in numbers and n != pr.number}
+    part = None
+    m = _PART.search(pr.title or "")
+    if m:
+        stem = _PART.sub(" ", pr.title).lower()
+        part = (int(m.group(1) or m.group(2)), frozenset(_WORD.findall(stem)))
+    files: set[str] = set()
+    added: dict[str, set[str]] = {}
+    removed: dict[str, set[str]] = {}
+    defines: set[str] = set()
+    undefines: set[str] = set()  # every name on a removed line: not new, only moved
+    words: set[str] = set()
+    for f in pr.files:
+        cls = classify(f.path)
+        if cls not in ("code", "tests"):
+            continue
+        files.add(f.path)
+        if not f.patch:
+            continue
+        plus, minus = changed_lines(f.patch)
+        for line in plus:
+            words.update(_WORD.findall(line))
+            d = _DEF.match(line)
+            if d:
+                defines.add(d.group(1))
+        for line in minus:
+            undefines.update(_WORD.findall(line))
+        if cls == "code":  # a line removed and added again (moved, re-spaced) is neither
+            gone = {k for k in map(_line_key, minus) if k}
+            new = {k for k in map(_line_key, plus) if k}
+            added[f.path] = new - gone
+            removed[f.path] = gone - new
+    defines = {d for d in defines - undefines if _DISTINCT.search(d)
+               and not d.lower().startswith("test") and not d.startswith("__")}
+    return _Profile(pr, (pr.author or "").strip().lower(), refs, issues, part,
+                    bool(_FIXY.search(pr.title or "")) and not _NOT_FIX.search(pr.title or ""),
+                    bool(_SWEEPING.search(pr.title or "")),
+                    bool(_FULL_REVERT.match(pr.title or "")),
+                    _port_key(pr.title), files, added, removed, defines, words)
+
+
+_PORT_NOISE = re.compile(r"(?i)\(#\d+\)|\[[^\]]*\]|\b(back|forward)[- ]?port(ed|s)?\b|"
+                         r"\bcherry[- ]pick(ed)?\b|\bto (main|master|\d+\.\d+(\.x)?)\b")
+
+
+def _port_key(title: str) -> str:
+    return " ".join(re.findall(r"\w+", _PORT_NOISE.sub(" ", title or "").lower()))
+
+
+# ---------------------------------------------------------------- links
+
+
+def _days(a: datetime | None, b: datetime | None) -> float:
+    if a is None or b is None:
+        return float("inf")
+    return abs((b - a).total_seconds()) / 86400
+
+
+def _shared_lines(a: _Profile, b: _Profile) -> tuple[int, str | None]:
+    """How many lines A added does B change (remove or rewrite), and in which file."""
+    best, where = 0, None
+    for path, gone in b.removed.items():
+        n = len(gone & a.added.get(path, set()))
+        if n > best:
+            best, where = n, path
+    return best, where
+
+
+def links(prs: list[PullRequest], classify, rules: ChainRules,
+          numbers: set[int] | None = None) -> list[ChainLink]:
+    """Every link between the PRs (earlier merge first), strongest kinds first. ``numbers``
+    are every PR number of the repository (a "#N" naming one is not an issue)."""
+    prs = sorted((p for p in prs if p.merged_at is not None), key=lambda p: (p.merged_at, p.number))
+    numbers = (numbers or set()) | {p.number for p in prs}
+    window = max(rules.fix_days, rules.author_days)
+    prof = {p.number: _profile(p, classify, numbers) for p in prs}
+    order = {p.number: i for i, p in enumerate(prs)}
+    found: dict[tuple[int, int, str], str] = {}
+    on = rules.signals
+
+    def add(a: int, b: int, kind: str, detail: str) -> None:
+        if a == b or kind not in on or (prof[a].same and prof[a].same == prof[b].same):
+            return  # the same change twice (a back- or forward-port) is not a series
+        if order[a] > order[b]:
+            a, b = b, a
+        if _days(prof[a].pr.merged_at, prof[b].pr.merged_at) <= rules.max_days:
+            found.setdefault((a, b, kind), detail)
+
+    heads: dict[str, int] = {}
+    for p in prs:
+        if p.head_ref and not rules.long_lived.search(p.head_ref):
+            heads.setdefault(p.head_ref, p.number)
+    last_with_issue: dict[int, int] = {}
+    by_author: dict[str, list[int]] = {}
+    by_file: dict[str, list[int]] = {}
+    for p in prs:
+        b = prof[p.number]
+        if b.full_revert:
+            continue
+        for kind, n in b.refs:  # explicit references to an earlier PR
+            if n in prof and order[n] < order[p.number] and not prof[n].full_revert:
+                phrase = "revert" if kind == "revert" else kind
+                add(n, p.number, phrase, f"#{p.number} says it {_VERB[phrase]} #{n}")
+        if p.base_ref and p.base_ref in heads and heads[p.base_ref] != p.number:
+            a = heads[p.base_ref]
+            add(a, p.number, "stacked", f"#{p.number} was merged into the branch of #{a} "
+                f"({p.base_ref})")
+        for issue in sorted(b.issues):
+            if issue in last_with_issue:
+                add(last_with_issue[issue], p.number, "issue",
+                    f"#{last_with_issue[issue]} and #{p.number} both name issue #{issue}")
+            last_with_issue[issue] = p.number
+        if b.part and b.part[0] >= 2:
+            for n in reversed(by_author.get(b.author, [])):
+                a = prof[n]
+                if (a.part and a.part[0] == b.part[0] - 1 and _similar(a.part[1], b.part[1])
+                        and a.files & b.files):  # a like title alone is not enough
+                    add(n, p.number, "reference", f"#{p.number} is part {b.part[0]} after "
+                        f"#{n}, part {a.part[0]}, with a like title, in files both change")
+                    break
+        earlier: set[int] = set()
+        for path in b.files:
+            for n in reversed(by_file.get(path, ())):
+                if _days(prof[n].pr.merged_at, p.merged_at) > window:
+                    break
+                earlier.add(n)
+        fix, author = None, None  # the best implicit link of each kind: one earlier PR each
+        removed = sum(len(v) for v in b.removed.values())
+        for n in sorted(earlier, key=order.get, reverse=True):
+            a = prof[n]
+            gap = _days(a.pr.merged_at, p.merged_at)
+            same_author = a.author and a.author == b.author and not p.author_is_bot
+            if a.full_revert or a.sweeping or b.sweeping or not ((gap <= rules.fix_days and b.fixy)
+                                     or (same_author and gap <= rules.author_days)):
+                continue
+            shared, where = _shared_lines(a, b)
+            if (b.fixy and gap <= rules.fix_days and shared
+                    and (shared >= 3 or shared >= FIX_SHARE * removed)
+                    and (fix is None or shared > fix[0])):
+                fix = (shared, n, f"#{p.number}, a fix {gap:.0f} days later, rewrites "
+                       f"{shared} line(s) #{n} added in {where}")
+            if same_author and gap <= rules.author_days:
+                uses = sorted(a.defines & (b.words - b.defines))
+                if (shared >= MIN_AUTHOR_LINES and shared >= AUTHOR_SHARE * removed
+                        and (author is None or shared > author[0])):
+                    author = (shared, n, f"same author ({p.author}), {gap:.0f} days later, "
+                              f"rewrites {shared} line(s) #{n} added in {where}")
+                elif uses and author is None:
+                    author = (0, n, f"same author ({p.author}), {gap:.0f} days later, in files "
+                              f"both change, uses {', '.join(uses[:3])} that #{n} added")
+        for kind, best in (("fix", fix), ("author", author)):
+            if best is not None:
+                add(best[1], p.number, kind, best[2])
+        by_author.setdefault(b.author, []).append(p.number)
+        for path in b.files:
+            by_file.setdefault(path, []).append(p.number)
+    out = [ChainLink(a, b, kind, detail) for (a, b, kind), detail in found.items()]
+    return sorted(out, key=lambda lk: (RANK[lk.kind], order[lk.later] - order[lk.earlier],
+                                       lk.earlier, lk.later))
+
+
+_VERB = {"reference": "continues", "fix": "fixes", "revert": "reverts part of"}
+
+
+def _similar(a: frozenset[str], b: frozenset[str]) -> bool:
+    return bool(a | b) and len(a & b) / len(a | b) >= 0.5
+
+
+# ---------------------------------------------------------------- chains
+
+
+def eligible(d: Decision, rules: ChainRules) -> bool:
+    """A PR may be a chain member when kept, or dropped only for being small of its kind."""
+    from .filtering import INFO_CODES
+    drops = [r for r in d.reasons if r not in INFO_CODES]
+    return d.kept or (bool(drops) and set(drops) <= rules.member_codes)
+
+
+def detect(repo: str, prs: list[PullRequest], decisions: dict[int, Decision], classify,
+           rules: ChainRules, exclude: set[int] | frozenset = frozenset()) -> list[Chain]:
+    """The chains among a repository's PRs. ``decisions`` holds each PR's latest decision;
+    only eligible PRs (see ``eligible``) not in ``exclude`` become members."""
+    members = [p for p in prs if p.number in decisions and p.number not in exclude
+               and eligible(decisions[p.number], rules) and p.merged_at is not None]
+    by_number = {p.number: p for p in members}
+    all_links = links(members, classify, rules, set(decisions))
+    parent = {n: n for n in by_number}
+    groups = {n: [n] for n in by_number}
+
+    def find(n: int) -> int:
+        while parent[n] != n:
+            parent[n] = parent[parent[n]]
+            n = parent[n]
+        return n
+
+    for lk in all_links:  # strongest first; a merge must keep the chain within bounds
+        ra, rb = find(lk.earlier), find(lk.later)
+        if ra == rb:
+            continue
+        joined = groups[ra] + groups[rb]
+        times = [by_number[n].merged_at for n in joined]
+        if len(joined) > rules.max_prs or _days(min(times), max(times)) > rules.max_days:
+            continue
+        parent[rb] = ra
+        groups[ra] = joined
+        del groups[rb]
+    out = []
+    for nums in groups.values():
+        if len(nums) < rules.min_prs:
+            continue
+        chain_prs = sorted((by_number[n] for n in nums), key=lambda p: (p.merged_at, p.number))
+        inside = set(nums)
+        chain_links = tuple(lk for lk in all_links if lk.earlier in inside and lk.later in inside)
+        out.append(_verdict(repo, chain_prs, chain_links, decisions, classify, rules))
+    return sorted(out, key=lambda c: (c.first_merged_at, c.members))
+
+
+def _verdict(repo: str, prs: list[PullRequest], chain_links: tuple[ChainLink, ...],
+             decisions: dict[int, Decision], classify, rules: ChainRules) -> Chain:
+    metrics = [decisions[p.number].metrics or {} for p in prs]
+    files = {f.path for p in prs for f in p.files}
+    logic = sum(int(m.get("logic_lines") or 0) for m in metrics)
+    changed = sum(p.additions + p.deletions for p in prs)
+    tested = sum(1 for p in prs if any(classify(f.path) == "tests" for f in p.files))
+    figures = {
+        "members": len(prs), "span_days": round(_days(prs[0].merged_at, prs[-1].merged_at), 1),
+        "authors": sorted({p.author for p in prs if p.author}), "files": len(files),
+        "changed_lines": changed, "code_lines": sum(int(m.get("code_lines") or 0) for m in metrics),
+        "logic_lines": logic, "members_kept": sum(decisions[p.number].kept for p in prs),
+        "members_with_tests": tested,
+        "links": {k: sum(lk.kind == k for lk in chain_links) for k in RANK
+                  if any(lk.kind == k for lk in chain_links)},
+    }
+    reasons = []
+    if logic < rules.min_logic_lines:
+        reasons.append("chain_too_small")
+    if changed > rules.max_changed_lines or len(files) > rules.max_files:
+        reasons.append("chain_too_large")
+    kept = not reasons
+    reasons = (["substantive"] if kept else reasons) + (["has_tests"] if tested else [])
+    return Chain(repo=repo, members=tuple(p.number for p in prs), links=chain_links, kept=kept,
+                 reasons=tuple(reasons), rules_version=rules.version, figures=figures,
+                 first_merged_at=prs[0].merged_at, last_merged_at=prs[-1].merged_at)
