@@ -98,16 +98,9 @@ def cut_patch(pr: PullRequest, rules: Rules, budget_tokens: int) -> PatchCut:
     return PatchCut(text, used, kept, cut, tuple(files_cut))
 
 
-_SCHEMA_TEXTS: dict[int, tuple[dict, str]] = {}
-
-
 def _schema_text(schema: dict) -> str:
-    """The schema as prompt text, rendered once per schema object."""
-    hit = _SCHEMA_TEXTS.get(id(schema))
-    if hit is None or hit[0] is not schema:
-        hit = (schema, json.dumps(schema, indent=1))
-        _SCHEMA_TEXTS[id(schema)] = hit
-    return hit[1]
+    """The schema as prompt text (a few microseconds: no cache needed)."""
+    return json.dumps(schema, indent=1)
 
 
 def task_messages(pr: PullRequest, rules: Rules, *, version: str, schema: dict,
