@@ -17,10 +17,8 @@ requests in flight are abandoned (retried by the next run), and the run ends as
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
-import sys
 import threading
 import uuid
 from dataclasses import dataclass, field
@@ -109,7 +107,7 @@ class Pipeline:
         ctx = self.ctx
         # one connection serves back-to-back writes and reads; it is let go whenever the
         # writer has been idle for a moment, and at least every few seconds
-        with ctx.queue.holding() as held, _quick_thread_handoff():
+        with ctx.queue.holding() as held:
             rewrite: Rewrite | None = None
             crawl: Crawl | None = None
 
@@ -212,21 +210,6 @@ class Pipeline:
             s.failures.append(Failure("queue", "write_failed", str(exc)))
             if s.status in ("ok", "partial"):
                 s.status = "failed"
-
-
-@contextlib.contextmanager
-def _quick_thread_handoff(interval: float = 0.001):
-    """A shorter GIL switch interval while a run lasts. The writer thread's DuckDB calls
-    give up the GIL and take it back several times each; with the crawl thread busy in
-    Python, every take-back waits out a whole switch interval (5 ms by default), which made
-    a batch's write take five times as long (tests/benchmarks/bench_mining.py --no-handoff
-    shows it). Restored when the run ends."""
-    before = sys.getswitchinterval()
-    sys.setswitchinterval(min(before, interval))
-    try:
-        yield
-    finally:
-        sys.setswitchinterval(before)
 
 
 def _failure_dict(f: Failure) -> dict:

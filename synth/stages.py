@@ -66,6 +66,8 @@ class Crawl:
         self._resolved: set[str] = set()  # repos whose earlier source failure is over
         self._repos_written: set[Repo] = set()
         self._counters: dict[int, dict[str, int]] = {}  # per source: counters already sent
+        # the repository being crawled: its decisions, and the PRs that may join a chain
+        self._mem: tuple[dict[int, Decision], list[PullRequest]] = ({}, [])
 
     def run(self) -> None:
         try:
@@ -117,24 +119,31 @@ class Crawl:
             ctx.stage_line(f"crawl {repo.full_name}: {seen['prs']} new PRs, {seen['kept']} kept, "
                            f"{seen['dropped']} dropped")
             if not ctx.clock.stopping:
-                self._chains(repo.full_name, seen["prs"])
+                self._chains(repo.full_name, seen["prs"], first=not known and cursor is None)
+            self._mem = ({}, [])
 
-    def _chains(self, repo: str, new_prs: int) -> None:
+    def _chains(self, repo: str, new_prs: int, first: bool = False) -> None:
         """A repository's chains (chains.py), re-detected over all its stored PRs when this
         crawl found new ones or the rules changed since, and replaced whole. The detection
-        is recorded as the repository's "chains" cursor (the rule versions it used)."""
+        is recorded as the repository's "chains" cursor (the rule versions it used). On a
+        repository's first crawl every PR is in memory: no need to wait for the writes and
+        read them back."""
         ctx, rules = self.ctx, self.ctx.rules
         mark = f"{rules.version}:{rules.chains.version}"
-        try:
-            ctx.writer.flush()  # this repository's PRs and decisions are in
-            if not new_prs and q.chain_state(ctx.queue, repo) == mark:
+        if first and new_prs:
+            decisions, prs = self._mem
+        else:
+            try:
+                ctx.writer.flush()  # this repository's PRs and decisions are in
+                if not new_prs and q.chain_state(ctx.queue, repo) == mark:
+                    return
+                decisions = {d.number: d for d in q.chain_candidates(ctx.queue, repo)}
+                prs = q.load_pull_requests(ctx.queue, [(repo, n) for n, d in decisions.items()
+                                                       if chains.eligible(d, rules.chains)])
+            except QueueBusy:
+                log.warning("the queue is busy: chains of %s are detected by the next run",
+                            repo)
                 return
-            decisions = {d.number: d for d in q.chain_candidates(ctx.queue, repo)}
-            prs = q.load_pull_requests(ctx.queue, [(repo, n) for n, d in decisions.items()
-                                                   if chains.eligible(d, rules.chains)])
-        except QueueBusy:
-            log.warning("the queue is busy: chains of %s are detected by the next run", repo)
-            return
         found = chains.detect(repo, prs, decisions, rules.classify, rules.chains,
                               {n for r, n in ctx.options.exclusions if r == repo})
         kept = sum(c.kept for c in found)
@@ -159,6 +168,9 @@ class Crawl:
                 d = Decision(pr.repo, pr.number, False, ("excluded",) + tuple(
                     r for r in d.reasons if r != "substantive"), d.filter_version, d.metrics)
             batch.decisions.append(d)
+            self._mem[0][pr.number] = d  # for the chains of a first crawl
+            if chains.eligible(d, ctx.rules.chains):
+                self._mem[1].append(pr)
             _count(batch.counts, d)
             seen["prs"] += 1
             seen["kept" if d.kept else "dropped"] += 1

@@ -125,7 +125,10 @@ _NUMBER = re.compile(r"\b\d+(?:\.\d+)?\b")
 def _shape(line: str) -> str:
     """A line with its string and number literals blanked: the same edit made at several
     sites with different messages or constants has one shape."""
-    return _NUMBER.sub("0", _STRING.sub('""', _norm(line)))
+    n = _norm(line)
+    if '"' in n or "'" in n or "`" in n:
+        n = _STRING.sub('""', n)
+    return _NUMBER.sub("0", n)
 
 
 def _syntax(line: str) -> bool:
@@ -137,11 +140,12 @@ def _syntax(line: str) -> bool:
 def _plumbing(line: str) -> bool:
     """An import, a type expression, or a name declared or forwarded unchanged."""
     s = line.strip()
-    if _IMPORT.match(s) or _TYPE_ONLY.match(s):
+    if _IMPORT.match(s) or ("[" in s and _TYPE_ONLY.match(s)):
         return True
-    m = _FORWARD.match(s)
-    if m and m.group(1).lower().lstrip("_") == m.group(2).lower().lstrip("_"):
-        return True
+    if "=" in s or ":" in s:
+        m = _FORWARD.match(s)
+        if m and m.group(1).lower().lstrip("_") == m.group(2).lower().lstrip("_"):
+            return True
     return bool(_DECLARE.match(s))
 
 

@@ -61,14 +61,7 @@ def main() -> None:
     ap.add_argument("--repo", help="owner/name when the clone has no GitHub origin")
     ap.add_argument("--commits", type=int, default=2500)
     ap.add_argument("--repeat", type=int, default=5)
-    ap.add_argument("--no-handoff", action="store_true",
-                    help="keep Python's default thread switch interval during the run (what "
-                    "pipeline._quick_thread_handoff buys shows against a run without this flag)")
     args = ap.parse_args()
-    if args.no_handoff:
-        import contextlib
-        import synth.pipeline
-        synth.pipeline._quick_thread_handoff = contextlib.nullcontext
     work = Path(tempfile.mkdtemp(prefix="synth-bench-"))
     try:
         if args.git:
