@@ -131,7 +131,7 @@ def test_a_run_against_a_real_llama_cpp_server(cli, llama_server, tmp_path, monk
     assert len(tasks) + len(failures) == 1, (tasks, failures)
     with capsys.disabled():
         print(f"\nreal llama-cpp-python server: one PR in {took:.0f} s, "
-              + (f"a task stored" if tasks else f"failure {failures[0][0]}: {failures[0][1]}"))
+              + ("a task stored" if tasks else f"failure {failures[0][0]}: {failures[0][1]}"))
     for (title, cat, bg, query, subtasks, mod, rel, diff, flags, conf) in tasks:
         TaskSpec.model_validate({
             "title": title, "category": cat, "background": bg, "query": query,
