@@ -251,6 +251,7 @@ class Rewrite:
         self._todo: stdqueue.Queue = stdqueue.Queue()
         self._lock = threading.Lock()
         self._in_flight = 0
+        self._cut = 0  # rewrites a stop cut short
         self._tried: set[tuple[str, int]] = set()
         self._tried_chains: set[str] = set()
         self._meta: dict[str, tuple[str | None, str | None]] = {}
@@ -278,8 +279,10 @@ class Rewrite:
             self.done.set()
 
     def abandoned(self) -> int:
-        """Requests still in flight (or waiting) when the run stopped."""
-        return self.in_flight + self._todo.qsize()
+        """Rewrites a stop cut short, or still in flight or waiting for a worker (counted in
+        ``_in_flight`` from the moment they are handed out)."""
+        with self._lock:
+            return self._cut + self._in_flight
 
     def _feed(self) -> None:
         ctx = self.ctx
@@ -363,7 +366,7 @@ class Rewrite:
                 return
             try:
                 if ctx.clock.stopping:
-                    continue  # abandoned: stays pending for the next run
+                    raise Stopped("stopping")  # abandoned: stays pending for the next run
                 if isinstance(pr, _ChainWork):  # a chain: one task over its PRs in order
                     result = self._chain(pr)
                     if not ctx.clock.stopping:
@@ -385,8 +388,9 @@ class Rewrite:
                         with self._lock:
                             self.written += 1
                     ctx.progress("rewrite", len(self._tried) - self.abandoned(), None)
-            except Stopped:
-                pass
+            except Stopped:  # the run was asked to stop: this PR waits for the next run
+                with self._lock:
+                    self._cut += 1
             except BaseException as exc:  # a configuration error, say: ends the stage
                 self.error = self.error or exc
                 self.new_work.set()

@@ -84,13 +84,15 @@ class Queue:
                 con = self._open(read_only)
                 break
             except QueueBusy as exc:
-                if clock.monotonic() + delay > deadline:
+                left = deadline - clock.monotonic()
+                if left <= 0:
                     raise
                 if not told and limit >= 5:
                     log.info("%s; waiting up to %.0f s", exc, limit)
                     told = True
-                clock.sleep(delay)
-                delay = min(delay * 2, 2.0)
+                # short steps: the holder may let go for a moment only (a run between batches)
+                clock.sleep(min(delay, left))
+                delay = min(delay * 2, 0.05)
         if not read_only and not self._migrated:
             try:
                 migrate(con)
@@ -110,7 +112,9 @@ class Queue:
             with held.use(wait, read_only) as con:
                 yield con
             return
-        with self.turns.waiting():  # a run lets go of the file for this process meanwhile
+        limit = self.busy_timeout if wait is None else wait
+        with self.turns.waiting(), self.turns.turn(not read_only, self.clock, limit):
+            # a run lets go of the file for this process meanwhile; curators take turns
             con = self._acquire(read_only, wait)
             try:
                 yield con

@@ -9,6 +9,10 @@ next use and waits until the markers are gone (at most ``MAX_YIELD`` seconds at 
 stream of curators cannot stall a crawl). A curator then gets the file within the time the
 run needs to finish the transaction it is in.
 
+Curators also take turns among themselves, through ``<queue>.turn``: readers share it, a
+process that writes (a review action applying the journal, a rescore) has it alone. A flock
+held by a process that dies is released with it.
+
 Each marker is a file its process holds an exclusive ``flock`` on; a marker whose lock can
 be taken belongs to a process that died, and is removed.
 """
@@ -28,6 +32,36 @@ MAX_YIELD = 5.0  # seconds a run waits for waiting curators before each use of t
 class Turns:
     def __init__(self, db_path: str | os.PathLike):
         self.dir = Path(f"{db_path}.waiting")
+        self.turn_path = Path(f"{db_path}.turn")
+
+    @contextlib.contextmanager
+    def turn(self, exclusive: bool, clock, wait: float) -> Iterator[None]:
+        """This curator's turn among curators: shared by readers, alone for a writer.
+        Waits through ``clock`` up to ``wait`` seconds, then goes ahead regardless (DuckDB's
+        own lock still guards the file)."""
+        try:
+            fd = os.open(self.turn_path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError:  # a read-only folder: no turns among curators
+            yield
+            return
+        mode = (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB
+        deadline = clock.monotonic() + wait
+        held = False
+        try:
+            while True:
+                try:
+                    fcntl.flock(fd, mode)
+                    held = True
+                    break
+                except BlockingIOError:
+                    if clock.monotonic() >= deadline:
+                        break
+                    clock.sleep(0.01)
+            yield
+        finally:
+            if held:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
 
     @contextlib.contextmanager
     def waiting(self) -> Iterator[None]:
