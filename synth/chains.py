@@ -121,8 +121,20 @@ _SWEEPING = re.compile(r"(?i)\b(typing|type hints?|annotations?|mypy|pyright|cov
                        r"black|flake8|isort|gofmt|golangci|modernize|ci)\b")
 _DEF = re.compile(r"^\s*(?:async\s+)?(?:def|class|func(?:\s*\([^)]*\))?|type|fn|struct|function"
                   r"|interface|enum)\s+([A-Za-z_]\w{5,})")
+_DEFS = re.compile(_DEF.pattern.replace("^\\s*", "^[ \\t]*"), re.M)  # _DEF over joined lines
 _WORD = re.compile(r"[A-Za-z_]\w*")
+_LONG_WORD = re.compile(r"[A-Za-z_]\w{7,}")  # the names _DISTINCT can accept, no shorter
+_LETTER = re.compile(r"[A-Za-z]")
 _DISTINCT = re.compile(r"^(?=\w{8})\w*(?:[a-z][A-Z]|[A-Za-z0-9]_[A-Za-z])")  # cacheGet, cache_get
+
+
+@dataclass(frozen=True)
+class _Lines:
+    """What a PR's code lines say, for the fix and author links."""
+    added: dict[str, set[str]]  # path -> lines it added (not moved), code files only
+    removed: dict[str, set[str]]
+    defines: set[str]
+    words: set[str]  # the long names on added lines (a define is one: _DISTINCT)
 
 
 @dataclass
@@ -136,19 +148,23 @@ class _Profile:
     sweeping: bool
     full_revert: bool
     same: str  # the title without markers: two PRs with the same are one change, ported
-    files: set[str]  # code and test files
-    added: dict[str, set[str]]  # path -> lines it added (not moved), code files only
-    removed: dict[str, set[str]]
-    defines: set[str]
-    words: set[str]  # identifiers on added lines
+    files: dict[str, str]  # code and test files -> their class
+    _lines: _Lines | None = None
+
+    @property
+    def lines(self) -> _Lines:
+        """Read from the patch when first needed: most PRs are never compared line by line
+        (no earlier PR of theirs is in reach), and their patches are most of the work."""
+        if self._lines is None:
+            self._lines = _lines_of(self.pr, self.files)
+        return self._lines
 
 
-def _line_key(line: str) -> str | None:
-    """A line worth matching: long enough and not boilerplate."""
-    s = " ".join(line.split())
-    if len(s) < 12 or not re.search(r"[A-Za-z]", s) or s.startswith(("#", "//", "*", "/*")):
-        return None
-    return s
+def _line_keys(lines: list[str]) -> set[str]:
+    """The lines worth matching: long enough once spaces are squeezed, not boilerplate."""
+    squeezed = (" ".join(line.split()) for line in lines if len(line) >= 12)
+    return {s for s in squeezed if len(s) >= 12 and not s.startswith(("#", "//", "*", "/*"))
+            and _LETTER.search(s)}
 
 
 def _profile(pr: PullRequest, classify, numbers: set[int]) -> _Profile:
@@ -163,39 +179,39 @@ def _profile(pr: PullRequest, classify, numbers: set[int]) -> _Profile:
     if m:
         stem = _PART.sub(" ", pr.title).lower()
         part = (int(m.group(1) or m.group(2)), frozenset(_WORD.findall(stem)))
-    files: set[str] = set()
-    added: dict[str, set[str]] = {}
-    removed: dict[str, set[str]] = {}
-    defines: set[str] = set()
-    undefines: set[str] = set()  # every name on a removed line: not new, only moved
-    words: set[str] = set()
-    for f in pr.files:
-        cls = classify(f.path)
-        if cls not in ("code", "tests"):
-            continue
-        files.add(f.path)
-        if not f.patch:
-            continue
-        plus, minus = changed_lines(f.patch)
-        for line in plus:
-            words.update(_WORD.findall(line))
-            d = _DEF.match(line)
-            if d:
-                defines.add(d.group(1))
-        for line in minus:
-            undefines.update(_WORD.findall(line))
-        if cls == "code":  # a line removed and added again (moved, re-spaced) is neither
-            gone = {k for k in map(_line_key, minus) if k}
-            new = {k for k in map(_line_key, plus) if k}
-            added[f.path] = new - gone
-            removed[f.path] = gone - new
-    defines = {d for d in defines - undefines if _DISTINCT.search(d)
-               and not d.lower().startswith("test") and not d.startswith("__")}
+    files = {f.path: cls for f in pr.files if (cls := classify(f.path)) in ("code", "tests")}
     return _Profile(pr, (pr.author or "").strip().lower(), refs, issues, part,
                     bool(_FIXY.search(pr.title or "")) and not _NOT_FIX.search(pr.title or ""),
                     bool(_SWEEPING.search(pr.title or "")),
                     bool(_FULL_REVERT.match(pr.title or "")),
-                    _port_key(pr.title), files, added, removed, defines, words)
+                    _port_key(pr.title), files)
+
+
+def _lines_of(pr: PullRequest, files: dict[str, str]) -> _Lines:
+    added: dict[str, set[str]] = {}
+    removed: dict[str, set[str]] = {}
+    defines: set[str] = set()
+    gone_text: list[str] = []  # removed lines: a name on one is not new, only moved
+    words: set[str] = set()
+    for f in pr.files:
+        cls = files.get(f.path)
+        if cls is None or not f.patch:
+            continue
+        plus, minus = changed_lines(f.patch)
+        plus_text = "\n".join(plus)  # one regex pass over all lines, not one per line
+        words.update(_LONG_WORD.findall(plus_text))
+        defines.update(_DEFS.findall(plus_text))
+        gone_text.extend(minus)
+        if cls == "code":  # a line removed and added again (moved, re-spaced) is neither
+            gone = _line_keys(minus)
+            new = _line_keys(plus)
+            added[f.path] = new - gone
+            removed[f.path] = gone - new
+    defines = {d for d in defines if _DISTINCT.search(d)
+               and not d.lower().startswith("test") and not d.startswith("__")}
+    if defines and gone_text:
+        defines -= set(_LONG_WORD.findall("\n".join(gone_text)))
+    return _Lines(added, removed, defines, words)
 
 
 _PORT_NOISE = re.compile(r"(?i)\(#\d+\)|\[[^\]]*\]|\b(back|forward)[- ]?port(ed|s)?\b|"
@@ -218,8 +234,9 @@ def _days(a: datetime | None, b: datetime | None) -> float:
 def _shared_lines(a: _Profile, b: _Profile) -> tuple[int, str | None]:
     """How many lines A added does B change (remove or rewrite), and in which file."""
     best, where = 0, None
-    for path, gone in b.removed.items():
-        n = len(gone & a.added.get(path, set()))
+    added = a.lines.added
+    for path, gone in b.lines.removed.items():
+        n = len(gone & added.get(path, set()))
         if n > best:
             best, where = n, path
     return best, where
@@ -273,7 +290,7 @@ def links(prs: list[PullRequest], classify, rules: ChainRules,
             for n in reversed(by_author.get(b.author, [])):
                 a = prof[n]
                 if (a.part and a.part[0] == b.part[0] - 1 and _similar(a.part[1], b.part[1])
-                        and a.files & b.files):  # a like title alone is not enough
+                        and a.files.keys() & b.files.keys()):  # a like title alone is not enough
                     add(n, p.number, "reference", f"#{p.number} is part {b.part[0]} after "
                         f"#{n}, part {a.part[0]}, with a like title, in files both change")
                     break
@@ -284,7 +301,7 @@ def links(prs: list[PullRequest], classify, rules: ChainRules,
                     break
                 earlier.add(n)
         fix, author = None, None  # the best implicit link of each kind: one earlier PR each
-        removed = sum(len(v) for v in b.removed.values())
+        removed = None  # lines b removes: counted when an earlier PR is compared
         for n in sorted(earlier, key=order.get, reverse=True):
             a = prof[n]
             gap = _days(a.pr.merged_at, p.merged_at)
@@ -293,13 +310,15 @@ def links(prs: list[PullRequest], classify, rules: ChainRules,
                                      or (same_author and gap <= rules.author_days)):
                 continue
             shared, where = _shared_lines(a, b)
+            if removed is None:
+                removed = sum(len(v) for v in b.lines.removed.values())
             if (b.fixy and gap <= rules.fix_days and shared
                     and (shared >= 3 or shared >= FIX_SHARE * removed)
                     and (fix is None or shared > fix[0])):
                 fix = (shared, n, f"#{p.number}, a fix {gap:.0f} days later, rewrites "
                        f"{shared} line(s) #{n} added in {where}")
             if same_author and gap <= rules.author_days:
-                uses = sorted(a.defines & (b.words - b.defines))
+                uses = sorted(a.lines.defines & (b.lines.words - b.lines.defines))
                 if (shared >= MIN_AUTHOR_LINES and shared >= AUTHOR_SHARE * removed
                         and (author is None or shared > author[0])):
                     author = (shared, n, f"same author ({p.author}), {gap:.0f} days later, "

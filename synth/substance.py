@@ -44,6 +44,7 @@ _STATEMENT = (r"(?!(?:return|raise|yield|del|assert|await|go|defer|throw|goto|ca
 _DECLARE = re.compile(_STATEMENT + r"(?:\*{0,2}\w+\s*(?::\s*[\w\[\]., |\"'*]+?)?\s*(?:=\s*[^,()=]+?)?\s*,"
                       r"|\w+\s+[\w.*\[\]]+\s*,?"
                       r"|\w+\s+[\w.*\[\]]+\s+`[^`]*`)\Z")
+_SYNTAX = re.compile(f"(?:{_PUNCT.pattern})|(?:{_KEYWORDS_ONLY.pattern})")
 # a line of type expressions only (a signature's annotations wrapped onto their own line)
 _TYPE_ONLY = re.compile(r"[\w.]+\[[\w.\[\], |\"']*\][\],)]*,?\s*(?:->\s*[\w.\[\], |]+)?:?\Z")
 MIN_MOVED_CHARS = 12  # shorter lines ("return x", "}") match by chance, not by moving
@@ -134,19 +135,24 @@ def _shape(line: str) -> str:
 def _syntax(line: str) -> bool:
     """Punctuation or a lone keyword: a line that holds no logic of its own."""
     s = line.strip()
-    return not s or bool(_PUNCT.match(s) or _KEYWORDS_ONLY.match(s))
+    return not s or bool(_SYNTAX.match(s))
 
 
 def _plumbing(line: str) -> bool:
     """An import, a type expression, or a name declared or forwarded unchanged."""
-    s = line.strip()
+    return _plumbing_stripped(line.strip())
+
+
+def _plumbing_stripped(s: str) -> bool:
     if _IMPORT.match(s) or ("[" in s and _TYPE_ONLY.match(s)):
         return True
     if "=" in s or ":" in s:
         m = _FORWARD.match(s)
         if m and m.group(1).lower().lstrip("_") == m.group(2).lower().lstrip("_"):
             return True
-    return bool(_DECLARE.match(s))
+    # _DECLARE's forms: ending in "," or in a `tag`, or two words (a Go field): test the
+    # cheap part first, the regex backtracks on long lines
+    return (s[-1:] in (",", "`") or len(s.split()) <= 3) and bool(_DECLARE.match(s))
 
 
 def _mechanical(line: str) -> bool:
@@ -210,7 +216,8 @@ def _moved_runs(norms: list[list[str]], movable: Counter) -> set[tuple[int, int]
                 for j in run:
                     left[lines[j]] -= 1
                     out.add((fi, j))
-            run, in_run = [], Counter()
+            if run:
+                run, in_run = [], Counter()
             if n is not None and left.get(n, 0) > 0:
                 run.append(i)
                 in_run[n] += 1
@@ -252,13 +259,23 @@ def analyse(files: list[FileLines]) -> Substance:
     moved_a = _moved_runs(norm_a, movable) if movable else set()  # (file, added line) moved here
     moved_left_d = Counter(norm_a[fi][i] for fi, i in moved_a)
     seen: dict[str, set[str]] = {"+": set(), "-": set()}
+    moved_at: dict[int, set[int]] = {}
+    for fi, i in moved_a:
+        moved_at.setdefault(fi, set()).add(i)
+    renamed_at: dict[tuple[int, str], set[int]] = {}
+    for fi, side, i in renamed:
+        renamed_at.setdefault((fi, side), set()).add(i)
+    none: set[int] = set()
     for fi, f in enumerate(files):
         la = ld = 0
         logic_at: set[tuple[str, int]] = set()
         for side, lines in (("+", f.added), ("-", f.deleted)):
             logic = 0
+            moved_here = moved_at.get(fi, none) if side == "+" else none
+            renamed_here = renamed_at.get((fi, side), none)
+            seen_side = seen[side]
             for i, line in enumerate(lines):
-                if side == "+" and (fi, i) in moved_a:
+                if i in moved_here:
                     s.moved_lines += 1
                     continue
                 if side == "-" and moved_left_d:
@@ -266,21 +283,22 @@ def analyse(files: list[FileLines]) -> Substance:
                     if moved_left_d.get(n, 0) > 0:
                         moved_left_d[n] -= 1
                         continue
-                if (fi, side, i) in renamed:
+                if i in renamed_here:
                     if side == "+":
                         s.renamed_lines += 1
                     continue
-                if _syntax(line):
+                stripped = line.strip()
+                if not stripped or _SYNTAX.match(stripped):  # _syntax
                     s.syntax_lines += 1
                     continue
-                if _plumbing(line):
+                if _plumbing_stripped(stripped):
                     s.plumbing_lines += 1
                     continue
                 n = _shape(line)
-                if n in seen[side]:  # the same edit again, at another site: counted once
+                if n in seen_side:  # the same edit again, at another site: counted once
                     s.repeated_lines += 1
                     continue
-                seen[side].add(n)
+                seen_side.add(n)
                 logic += 1
                 logic_at.add((side, i))
             if side == "+":

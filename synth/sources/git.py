@@ -138,8 +138,20 @@ class GitSource:
 
     def list_pr_commits(self, fix_authors: bool = True) -> list[PRCommit]:
         """Every PR in the history, one commit per PR number (see the module docstring),
-        newest merge first; one git process (two with ``fix_authors``: see
-        ``head_authors``)."""
+        newest merge first, stacked PRs with their base_ref; one git process (two with
+        ``fix_authors``: see ``head_authors``), and one per stacked PR (``stack_bases``)."""
+        commits, stack_bases = self.listing()
+        bases = stack_bases(commits)
+        commits = [_with_base(c, bases) for c in commits]
+        if fix_authors:
+            authors = self.head_authors(commits)
+            commits = [_with_author(c, authors) for c in commits]
+        return commits
+
+    def listing(self) -> tuple[list[PRCommit], Callable[[list[PRCommit]], dict[str, str]]]:
+        """Every PR's commit as ``list_pr_commits`` (without base_ref and the authors of
+        merge heads), and a function that answers the base_ref of the stacked ones among
+        given commits (sha -> base_ref: it asks git, so a caller may run it meanwhile)."""
         fmt = _SEP + "%H%x00%P%x00%an%x00%ct%x00%s%x00%b"
         out = self._git("log", f"--format={fmt}", *self.revisions, "--")
         best: dict[int, PRCommit] = {}
@@ -154,12 +166,13 @@ class GitSource:
                 have = best.get(pr.number)
                 if have is None or _rank(pr) < _rank(have):
                     best[pr.number] = pr
-        commits = sorted(_stacked(best.values(), child, self._is_ancestor),
-                         key=lambda c: (c.merged_at, c.number), reverse=True)
-        if fix_authors:
-            authors = self.head_authors(commits)
-            commits = [_with_author(c, authors) for c in commits]
-        return commits
+        commits = sorted(best.values(), key=lambda c: (c.merged_at, c.number), reverse=True)
+        heads = {c.parents[1]: c for c in commits
+                 if c.style == "merge" and len(c.parents) > 1 and c.head_ref}
+
+        def stack_bases(some: list[PRCommit]) -> dict[str, str]:
+            return _stack_bases(some, heads, child, self._is_ancestor)
+        return commits, stack_bases
 
     def _is_ancestor(self, commit: str, of: str) -> bool:
         proc = subprocess.run(["git", "--git-dir", str(self.git_dir), "merge-base",
@@ -180,10 +193,12 @@ class GitSource:
     # -- pass 2: patches of the wanted PRs, streamed
 
     def pull_requests(self, commits: Iterable[PRCommit],
-                      authors: "Callable[[], dict[str, str]] | None" = None) -> Iterator[PullRequest]:
+                      authors: "Callable[[], dict[str, str]] | None" = None,
+                      bases: "Callable[[], dict[str, str]] | None" = None) -> Iterator[PullRequest]:
         """Full PRs (files, stats, patches) for the given commits, in the order given.
-        ``authors``, when given, answers ``head_authors`` for commits listed without them;
-        it is asked once the patches are under way (so it may run meanwhile)."""
+        ``authors`` and ``bases``, when given, answer ``head_authors`` and the stacked PRs'
+        base_ref for commits listed without them (``listing``); they are asked once the
+        patches are under way (so they may run meanwhile)."""
         commits = list(commits)
         if not commits:
             return
@@ -200,12 +215,14 @@ class GitSource:
         blocks = drained(proc.stdout, self.clock)
         try:
             names: dict[str, str] | None = None
+            stacked: dict[str, str] | None = None
 
             def to_pr(c: PRCommit, files: tuple[FileChange, ...]) -> PullRequest:
-                nonlocal names
-                if authors is not None and names is None:
-                    names = authors()
-                return self._to_pr(_with_author(c, names) if names else c, files)
+                nonlocal names, stacked
+                if names is None:
+                    names = authors() if authors is not None else {}
+                    stacked = bases() if bases is not None else {}
+                return self._to_pr(_with_base(_with_author(c, names), stacked), files)
 
             order = iter(commits)
             pending = next(order)
@@ -264,32 +281,35 @@ def _with_author(c: PRCommit, authors: dict[str, str]) -> PRCommit:
     return dataclasses.replace(c, author=name)
 
 
+def _with_base(c: PRCommit, bases: dict[str, str]) -> PRCommit:
+    base = bases.get(c.sha)
+    return c if base is None else dataclasses.replace(c, base_ref=base)
+
+
 STACK_WALK = 50  # first-parent steps from a PR's commit to the head of the PR it went into
 
 
-def _stacked(commits, child: dict[str, str | None], is_ancestor) -> list[PRCommit]:
-    """PRs merged into another PR's branch (stacked PRs) get that branch as their base_ref:
-    from a PR's commit, the branch's later commits follow one by one (each the only
-    first-parent child of the one before) until the head of the PR that merged the branch.
-    A commit with several first-parent children (a branch forks there) ends the walk. A PR
-    already in the other PR's base (``is_ancestor(commit, base)``: its branch was only
-    started after the merge) is not stacked on it."""
-    commits = list(commits)
-    heads = {c.parents[1]: c for c in commits
-             if c.style == "merge" and len(c.parents) > 1 and c.head_ref}
-    out = []
+def _stack_bases(commits: list[PRCommit], heads: dict[str, PRCommit],
+                 child: dict[str, str | None], is_ancestor) -> dict[str, str]:
+    """PRs merged into another PR's branch (stacked PRs) get that branch as their base_ref
+    (sha -> branch): from a PR's commit, the branch's later commits follow one by one (each
+    the only first-parent child of the one before) until the head of the PR that merged the
+    branch (``heads``: merge head -> that PR). A commit with several first-parent children
+    (a branch forks there) ends the walk. A PR already in the other PR's base
+    (``is_ancestor(commit, base)``: its branch was only started after the merge) is not
+    stacked on it."""
+    out: dict[str, str] = {}
     for c in commits:
         at: str | None = c.sha
         for _ in range(STACK_WALK):
             into = heads.get(at)
             if into is not None and into.number != c.number:
                 if not is_ancestor(c.sha, into.parents[0]):
-                    c = dataclasses.replace(c, base_ref=into.head_ref)
+                    out[c.sha] = into.head_ref
                 break
             at = child.get(at)
             if at is None:
                 break
-        out.append(c)
     return out
 
 
@@ -329,16 +349,17 @@ class GitRepoSource:
                  ref: str | None = None, clock: Clock | None = None):
         self.git = GitSource(path, repo_name, ref, clock)
         self.label = label or f"git:{path}"
-        # listed while the queue opens; the PR authors of merge commits while patches stream
-        self._listing = _Background(lambda: self.git.list_pr_commits(fix_authors=False))
+        # listed while the queue opens; the PR authors of merge commits and the bases of
+        # stacked PRs while patches stream
+        self._listing = _Background(self.git.listing)
 
     def repos(self) -> list[Repo]:
         return [self.git.repo]
 
     def batches(self, repo: Repo, known: set[int], batch_size: int, limit: int,
                 cursor: Cursor | None = None) -> Iterator[SourceBatch]:
-        commits = (self._listing.result() if self._listing
-                   else self.git.list_pr_commits(fix_authors=False))
+        commits, stack_bases = (self._listing.result() if self._listing
+                                else self.git.listing())
         self._listing = None  # a later crawl of this source lists afresh
         listed = len(commits)
         if limit:
@@ -350,7 +371,8 @@ class GitRepoSource:
             return
         buf: list[PullRequest] = []
         authors = _Background(lambda: self.git.head_authors(todo))
-        for pr in self.git.pull_requests(todo, authors.result):
+        bases = _Background(lambda: stack_bases(todo))
+        for pr in self.git.pull_requests(todo, authors.result, bases.result):
             buf.append(pr)
             if len(buf) >= batch_size:
                 yield SourceBatch(prs=buf, counts=first, total=len(todo))
