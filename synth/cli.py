@@ -253,7 +253,9 @@ def cmd_explain(args, settings) -> int:
 def cmd_filters_eval(args, settings) -> int:
     from .evaluation import format_report
     reports = app.filters_eval(settings, args.labels, clones=args.clones, split=args.split)
-    print("\n\n".join(format_report(rep, title) for title, rep in reports))
+    print("\n\n".join(
+        format_report(rep, title, list_errors=args.list_heldout or not title.startswith(
+            "split: heldout")) for title, rep in reports))
     return EXIT_OK
 
 
@@ -426,6 +428,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "DIR/owner/name[.git] or DIR/name[.git]) instead of the queue")
     ev.add_argument("--split", choices=["tune", "heldout"],
                     help="only the labelled PRs of this split (a labelled set's split column)")
+    ev.add_argument("--list-heldout", action="store_true",
+                    help="list the held-out split's false positives and negatives too (by "
+                    "default only its figures: look at its errors only once the rules are final)")
     ev.set_defaults(func=cmd_filters_eval)
 
     dd = sub.add_parser("dedupe", parents=[common], help="flag near-duplicate tasks",

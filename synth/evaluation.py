@@ -156,7 +156,8 @@ def _score(rep: EvalReport, lab: Label, d: Decision) -> None:
             rep.dropped_by_code.setdefault(code, Counter())[lab.label] += 1
 
 
-def format_report(rep: EvalReport, title: str = "") -> str:
+def format_report(rep: EvalReport, title: str = "", list_errors: bool = True) -> str:
+    """The figures, and (``list_errors``) every false positive and false negative."""
     lines = [title] if title else []
     lines += [
         f"PRs evaluated: {rep.total}",
@@ -178,6 +179,13 @@ def format_report(rep: EvalReport, title: str = "") -> str:
     ]
     for code, c in sorted(rep.dropped_by_code.items(), key=lambda kv: -sum(kv[1].values())):
         lines.append(f"  {code:<26} {c['trivial']:>7}  {c['substantive']:>11}")
+    if not list_errors:
+        if rep.false_positives or rep.false_negatives:
+            lines += ["", f"({len(rep.false_positives)} kept but labelled trivial and "
+                      f"{len(rep.false_negatives)} dropped but labelled substantive are not "
+                      "listed: a held-out part's errors are for after the rules are final; "
+                      "--list-heldout lists them)"]
+        return "\n".join(lines)
     if rep.false_positives:
         lines += ["", "kept but labelled trivial:"]
         lines += [f"  {r}#{n}  {note}" for r, n, note in rep.false_positives]

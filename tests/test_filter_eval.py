@@ -79,3 +79,31 @@ def test_rescore_after_a_rule_change_needs_no_source(cli, history_100, db, tmp_p
     assert r.code == 0 and "decision: KEPT" in r.out and "substance.min_logic_lines" in r.out
     r = cli("explain", "acme/widgets#9999", "--db", db)
     assert r.code == 1 and "not in the queue" in r.err
+
+
+def test_a_labelled_set_mined_from_clones_split_with_held_out_errors_unlisted(cli, eval_repos,
+                                                                               tmp_path):
+    """`filters eval --clones`: the labelled set's PRs mined straight from clones (no queue),
+    figures per split; a held-out split's false positives and negatives are counted, not
+    listed, unless --list-heldout."""
+    clones = tmp_path / "clones"
+    clones.mkdir()
+    (clones / "evalcorp+pyledger").symlink_to(eval_repos[0])
+    rows = [r for r in read_labels(DATA / "eval_py_labels.tsv")]
+    lines = ["\t".join(("repo", "number", "commit", "label", "category", "split", "reason"))]
+    for i, lab in enumerate(rows):
+        # every substantive PR labelled trivial in the held-out half: errors, surely
+        split = "heldout" if i % 2 else "tune"
+        label = "trivial" if split == "heldout" else lab.label
+        lines.append("\t".join((lab.repo, str(lab.number), "", label, "", split, lab.note)))
+    labels = tmp_path / "set.tsv"
+    labels.write_text("\n".join(lines) + "\n")
+    r = cli("filters", "eval", labels, "--clones", clones)
+    assert r.code == 0, r
+    assert r.out.index("split: heldout") < r.out.index("split: tune")
+    held, tune = r.out.split("split: tune")
+    assert "kept but labelled trivial (" not in held and "not listed" in held, held
+    assert "--list-heldout" in held
+    r = cli("filters", "eval", labels, "--clones", clones, "--split", "heldout", "--list-heldout")
+    assert r.code == 0 and "kept but labelled trivial:" in r.out
+    assert "split: tune" not in r.out
