@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from fnmatch import translate
 from functools import lru_cache
 from itertools import chain
+from typing import Iterator
 
 # language -> (line comment prefixes, block comment (open, close) pairs)
 COMMENT_SYNTAX: dict[str, tuple[tuple[str, ...], tuple[tuple[str, str], ...]]] = {
@@ -168,13 +169,105 @@ _PY_PROSE = re.compile(rf"\s*(?:(?!(?:{_PY_KEYWORDS})\b)[A-Za-z][\w'’-]*\s+[A-
 def count_code_lines(path: str, patch: str | None,
                      sides: tuple[list[str], list[str]] | None = None) -> LineCounts:
     """Code vs non-code lines among a file's added and removed lines (``sides``: the
-    patch's ``changed_lines`` when the caller has them already)."""
+    patch's ``changed_lines`` when the caller has them already), judged in their hunks'
+    context (``patch_code_flags``)."""
     if not patch:
         return LineCounts()
     added, removed = sides if sides is not None else changed_lines(patch)
-    ca = sum(code_flags(path, added))
-    cr = sum(code_flags(path, removed))
+    fa, fr = patch_code_flags(path, patch, (added, removed))
+    ca, cr = sum(fa), sum(fr)
     return LineCounts(ca, cr, len(added) - ca, len(removed) - cr)
+
+
+def patch_code_flags(path: str, patch: str,
+                     sides: tuple[list[str], list[str]]) -> tuple[list[bool], list[bool]]:
+    """Per added and per removed line of a file's patch (``sides``: its ``changed_lines``):
+    is it code? Each is judged in its hunk as that side reads it, the context lines with
+    it: a docstring or block comment opened in the context (or before the hunk: a Python
+    hunk whose first triple quote closes a string) holds no code."""
+    out: tuple[list[bool], list[bool]] = ([], [])
+    for new, new_changed, old, old_changed in _hunk_sides(patch):
+        for lines, changed, flags in ((new, new_changed, out[0]), (old, old_changed, out[1])):
+            if changed:
+                f = _side_flags(path, lines)
+                flags.extend(f[i] for i in changed)
+    if len(out[0]) != len(sides[0]) or len(out[1]) != len(sides[1]):  # not a plain patch
+        return code_flags(path, sides[0]), code_flags(path, sides[1])
+    return out
+
+
+def _hunk_sides(patch: str) -> Iterator[tuple[list[str], list[int], list[str], list[int]]]:
+    """Each hunk of a patch as its two sides read it: (new lines, indexes of the added
+    ones, old lines, indexes of the removed ones). Lines are told apart as
+    ``changed_lines`` tells them."""
+    new: list[str] = []
+    old: list[str] = []
+    new_changed: list[int] = []
+    old_changed: list[int] = []
+    for line in patch.split("\n"):
+        c = line[:1]
+        if c == "+":
+            if not line.startswith("+++ "):
+                new_changed.append(len(new))
+                new.append(line[1:])
+        elif c == "-":
+            if not line.startswith("--- "):
+                old_changed.append(len(old))
+                old.append(line[1:])
+        elif c == "@" and line.startswith("@@"):
+            if new_changed or old_changed:
+                yield new, new_changed, old, old_changed
+            new, old, new_changed, old_changed = [], [], [], []
+        elif c != "\\":  # context ("\ No newline at end of file" is neither)
+            new.append(line[1:])
+            old.append(line[1:])
+    if new_changed or old_changed:
+        yield new, new_changed, old, old_changed
+
+
+def _side_flags(path: str, lines: list[str]) -> list[bool]:
+    """A hunk side's code flags. A Python hunk may begin inside a string (a docstring)
+    whose opening lies above it: one that holds triple quotes is read both ways (beginning
+    outside a string, or inside one that its first triple quote closes), and the reading
+    kept is the one under which fewer lines are taken for what they do not look like (a
+    statement taken for text, prose taken for code); a tie keeps the first."""
+    flags = code_flags(path, lines)
+    if language_of(path) != "python":
+        return flags
+    quote = _first_quote(lines)
+    if quote is None:
+        return flags
+    inside = code_flags(path, [quote] + lines)[1:]
+    looks = [bool(_CODE_START.match(ln)) and not _PY_PROSE.match(ln) if ln.strip() else None
+             for ln in lines]
+    def misread(fl: list[bool]) -> int:
+        return sum(1 for f, x in zip(fl, looks) if x is not None and f != x)
+    return inside if misread(inside) < misread(flags) else flags
+
+
+def _first_quote(lines: list[str]) -> str | None:
+    """The first triple quote in the lines, unless it opens a string (its line starts
+    with it and goes on: a docstring's summary, or follows ``=``, ``(``, ...)."""
+    first = next((ln for ln in lines if '"""' in ln or "'''" in ln), None)
+    if first is None:
+        return None
+    at = min(x for x in (first.find('"""'), first.find("'''")) if x >= 0)
+    before, after = first[:at].strip(), first[at + 3:].strip()
+    if (not before and after) or _OPENS_STRING.search(before):
+        return None
+    return first[at:at + 3]
+
+
+_OPENS_STRING = re.compile(r"(?:[=(\[{,:%+]|\breturn|\byield|\bprint)\s*[rRbBuUfF]{0,2}$")
+
+
+# a line that reads as Python code: a simple statement's keyword (not followed by prose:
+# "return the value"), a decorator, a call, an assignment (annotated or not), a block header
+_CODE_START = re.compile(
+    r"\s*(?:(?:return|raise|import|from|del|assert|yield|pass|break|continue|global|nonlocal|"
+    r"await|print)\b(?!\s+(?:the|a|an|this|that|these|those|it|its|you|your|we|"
+    r"our|whether|when|which)\b)|@\w|[\w.\[\]'\"]+\s*(?::\s*[\w.\[\], |]+)?\s*"
+    r"(?:[-+*/|&]?=(?!=)|\()|.*:\s*(?:#.*)?$)")
 
 
 def code_flags(path: str, lines: list[str]) -> list[bool]:

@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .chains import ChainRules, chain_rules
-from .diffs import PathClassifier, change_kinds, changed_lines, code_flags, count_code_lines
+from .diffs import (PathClassifier, change_kinds, changed_lines, count_code_lines,
+                    patch_code_flags)
 from .errors import ConfigError
 from .models import Decision, PullRequest
 from .substance import analyse, file_lines
@@ -252,7 +253,7 @@ def _patch_verdicts(pr: PullRequest, rules: Rules, file_classes: dict[str, str],
         if f.patch and cls != "docs":
             sides[i] = changed_lines(f.patch)  # split once: counted here, kinds below
             if cls == "code":
-                flags = (code_flags(f.path, sides[i][0]), code_flags(f.path, sides[i][1]))
+                flags = patch_code_flags(f.path, f.patch, sides[i])
                 counted = sum(flags[0]) + sum(flags[1])
                 code_parts.append(file_lines(f.path, f.patch, sides[i], flags))
                 judged_code += counted

@@ -35,6 +35,53 @@ def test_python_prose_is_not_code_even_when_its_quotes_are_outside_the_hunk():
 
 TQ = '"' * 3
 SQ = "'" * 3
+
+
+def hunk(*lines: str) -> str:
+    """A hunk of context (' '), added ('+') and removed ('-') lines."""
+    return "@@ -1,9 +1,9 @@ def f():\n" + "\n".join(lines) + "\n"
+
+
+def test_lines_are_judged_in_their_hunks_context():
+    # the docstring opens in a context line: what the change adds inside it is text
+    p = hunk(f"     {TQ}There are two cookies that meet the criteria.",
+             "-    Use .get and .set to be more specific.",
+             "+    Use .get and .set and include the domain to be more specific.",
+             f"     {TQ}", "     return jar")
+    c = count_code_lines("requests/cookies.py", p)
+    assert (c.code_added, c.other_added, c.code_removed) == (0, 1, 0)
+
+
+def test_a_hunk_that_begins_inside_a_docstring():
+    # the opening quotes lie above the hunk: its first triple quote closes the docstring,
+    # so the prose before it is text and the code after it is code
+    p = hunk("     the connection pool is chosen by host.",
+             f"-    and by port.{TQ}", f"+    and by port and scheme.{TQ}",
+             "     try:", "-        conn = self.get(request)", "+        conn = self.get(request, cert)")
+    c = count_code_lines("requests/adapters.py", p)
+    assert (c.code_added, c.other_added, c.code_removed, c.other_removed) == (1, 1, 1, 1)
+    # lone closing quotes first in the hunk, code after them
+    p = hunk(f"         {TQ}", "", "         try:",
+             "-            conn = self._get_connection(request, verify, proxies)",
+             "+            conn = self._get_connection(request, verify, proxies=proxies, cert=cert)")
+    assert count_code_lines("requests/adapters.py", p).code_added == 1
+    # a docstring's examples above a closing quote are text, the code below it is code
+    p = hunk("     Examples:", "", '+        url = httpx.URL("https://[::1]")',
+             '+        assert url.host == "::1"', f"         {TQ}",
+             "-        host = self._uri_reference.host", "+        host: str = self._uri.host",
+             '+        if host and ":" in host and host[0] == "[":',
+             '+            host = host.lstrip("[").rstrip("]")', '         return host or ""')
+    c = count_code_lines("httpx/_models.py", p)
+    assert (c.code_added, c.other_added, c.code_removed) == (3, 2, 1)
+
+
+def test_an_expression_string_closed_in_the_hunk_keeps_the_code_after_it():
+    p = hunk("     complete -F %(complete_func)s %(script_names)s", f"+{SQ}", "+",
+             f"+ZSH_SCRIPT = {SQ}", "+compdef %(complete_func)s", f"+{SQ}", "+",
+             "+def get_completion_script(prog_name, shell):",
+             "+    return ZSH_SCRIPT if shell == 'zsh' else BASH_SCRIPT")
+    c = count_code_lines("click/_bashcomplete.py", p)
+    assert c.code_added >= 4  # the assignment, its string, the def and the return
 FRAGMENTS = [
     ["def f(x):", f"    {TQ}Doc", f"    more doc.{TQ}", "    return x  # note", "", "# c"],
     [f"x = {TQ}a", "b", f"c{TQ}.strip()", "y = 1"],
