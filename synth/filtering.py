@@ -42,9 +42,9 @@ INFO_CODES = frozenset({
 })
 
 _SIZE_KEYS = {"max_files": 60, "max_changed_lines": 3000, "max_patch_bytes": 2_000_000}
-_SUBSTANCE_KEYS = {"min_logic_lines": 10, "tested_min_logic_lines": 7,
+_SUBSTANCE_KEYS = {"min_logic_lines": 10, "tested_min_logic_lines": 5,
                    "tested_min_test_lines": 10, "removal_ratio": 3.0, "mechanical_share": 0.5,
-                   "max_mechanical_logic": 20}
+                   "max_mechanical_logic": 20, "branchless_min_logic_lines": 0}
 _SECTIONS = {"size", "substance", "classes", "trivial_alone", "titles", "labels", "bots",
              "change_kinds", "chains"}
 _KINDS = ("whitespace_only", "comment_only", "import_order_only", "version_string_only",
@@ -291,12 +291,15 @@ def _substance_verdicts(sub, cfg: dict, test_lines: int) -> list[Verdict]:
     changed = max(1, sub.code_added + sub.code_deleted - sub.syntax_lines)
     tested = test_lines >= cfg["tested_min_test_lines"]
     need = cfg["tested_min_logic_lines"] if tested else cfg["min_logic_lines"]
-    low = sub.logic_lines < need
+    branchless = sub.logic_branches == 0 and sub.logic_lines < cfg["branchless_min_logic_lines"]
+    low = sub.logic_lines < need or branchless
     few = sub.logic_lines < cfg["max_mechanical_logic"]
     share = cfg["mechanical_share"]
     out = [Verdict("substance.min_logic_lines", low, "too_small",
                    f"{sub.logic_lines} lines of new logic (min {need:g}"
                    + (f", as the change brings {test_lines} test lines" if tested else "")
+                   + (f"; {cfg['branchless_min_logic_lines']:g} as it opens no new branch or "
+                      "loop" if branchless else "")
                    + f"); "
                    f"of {sub.code_added} code lines added and {sub.code_deleted} deleted, "
                    f"{sub.moved_lines} moved, {sub.renamed_lines} renamed, "

@@ -47,6 +47,9 @@ _DECLARE = re.compile(_STATEMENT + r"(?:\*{0,2}\w+\s*(?::\s*[\w\[\]., |\"'*]+?)?
 _SYNTAX = re.compile(f"(?:{_PUNCT.pattern})|(?:{_KEYWORDS_ONLY.pattern})")
 # a line of type expressions only (a signature's annotations wrapped onto their own line)
 _TYPE_ONLY = re.compile(r"[\w.]+\[[\w.\[\], |\"']*\][\],)]*,?\s*(?:->\s*[\w.\[\], |]+)?:?\Z")
+# a line that opens a branch or a loop, in the languages synth reads (`} else if` too)
+_BRANCH = re.compile(r"(?:\}\s*)?(?:if|elif|else\s+if|for|foreach|while|switch|case|select|"
+                     r"try|except|catch|match|unless|until|when)\b(?!\s*[=:.,)])")
 MIN_MOVED_CHARS = 12  # shorter lines ("return x", "}") match by chance, not by moving
 
 
@@ -76,6 +79,7 @@ class Substance:
     logic_added: int = 0
     logic_deleted: int = 0
     logic_sites: int = 0  # runs of changed lines (per file, in patch order) holding logic
+    logic_branches: int = 0  # added logic lines that open a branch or a loop (if, for, case, ...)
     renames: list[tuple[str, str, int]] = field(default_factory=list)  # old, new, lines
 
     def as_metrics(self) -> dict:
@@ -85,7 +89,7 @@ class Substance:
                 "repeated_lines": self.repeated_lines,
                 "logic_lines": self.logic_lines,
                 "logic_added": self.logic_added, "logic_deleted": self.logic_deleted,
-                "logic_sites": self.logic_sites,
+                "logic_sites": self.logic_sites, "logic_branches": self.logic_branches,
                 "renames": [f"{a}->{b}" for a, b, _ in self.renames[:5]]}
 
 
@@ -301,6 +305,8 @@ def analyse(files: list[FileLines]) -> Substance:
                 seen_side.add(n)
                 logic += 1
                 logic_at.add((side, i))
+                if side == "+" and _BRANCH.match(stripped):
+                    s.logic_branches += 1
             if side == "+":
                 la = logic
             else:

@@ -12,11 +12,15 @@ from datetime import datetime, timedelta, timezone
 START = datetime(2024, 1, 1, 9, 0, tzinfo=timezone.utc)
 
 
-def module_text(name: str, n_funcs: int, version: int = 0) -> str:
+def module_text(name: str, n_funcs: int, version: int = 0, guard: bool = False) -> str:
+    """A module of small functions; with ``guard`` each checks its argument first (a
+    feature's functions branch: real logic, not only declarations)."""
     out = [f'"""Module {name}."""', "", "import os", ""]
     for i in range(n_funcs):
-        out += [f"def {name}_f{i}(x):", f"    # step {i}", f"    y = x * {i + version} + 1",
-                f"    return y - {i}", ""]
+        out += [f"def {name}_f{i}(x):", f"    # step {i}"]
+        if guard:
+            out += [f"    if x < {i}:", f"        raise ValueError('{name}_f{i} needs x >= {i}')"]
+        out += [f"    y = x * {i + version} + 1", f"    return y - {i}", ""]
     return "\n".join(out) + "\n"
 
 
@@ -39,7 +43,7 @@ def mixed_history(n_merge: int = 50, n_squash: int = 50, name: str = "acme/widge
         files, exp = {}, {}
         if k == 0:  # a new module and its test: substantive
             mod = f"src/feature_{i}.py"
-            files[mod] = module_text(f"feature_{i}", 6)
+            files[mod] = module_text(f"feature_{i}", 6, guard=True)
             files[f"tests/test_feature_{i}.py"] = (
                 f"from src.feature_{i} import feature_{i}_f1\n\n\n"
                 f"def test_f1():\n    assert feature_{i}_f1(2) == 3\n")

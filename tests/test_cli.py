@@ -8,6 +8,7 @@ import sys
 
 import duckdb
 import pytest
+from rulesets import LOOSE_SUBSTANCE
 
 
 def counts(db) -> dict[str, int]:
@@ -80,7 +81,7 @@ def test_review_then_export_writes_exactly_the_approved(cli, history_100, db, tm
     path, _ = history_100
     # keep every PR with code so there are tasks to review
     rules = tmp_path / "loose.toml"
-    rules.write_text("[substance]\nmin_logic_lines = 1\ntested_min_logic_lines = 1\n")
+    rules.write_text(LOOSE_SUBSTANCE)
     (tmp_path / "synth.toml").write_text(
         f'[filters]\nfiles = ["{_default_rules()}", "{rules}"]\n')
     assert cli("run", "--git", path, "--db", db).code == 0

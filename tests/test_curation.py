@@ -9,11 +9,10 @@ import pyarrow.json as pajson
 import pyarrow.parquet as pq
 import pytest
 from dbutil import q
+from rulesets import LOOSE_SUBSTANCE
 
 from synth.agreement import cohen_kappa, fleiss_kappa
 from synth.dedupe import find_twins
-
-
 
 
 @pytest.fixture
@@ -21,7 +20,7 @@ def loose(tmp_path):
     """Settings that keep every PR with code, so the 100-PR history gives plenty of tasks."""
     from synth.filtering import default_rules_path
     rules = tmp_path / "loose.toml"
-    rules.write_text("[substance]\nmin_logic_lines = 1\ntested_min_logic_lines = 1\n")
+    rules.write_text(LOOSE_SUBSTANCE)
     cfg = tmp_path / "synth.toml"
     cfg.write_text(f'[filters]\nfiles = ["{default_rules_path()}", "{rules}"]\n\n[review]\nreviews_required = 1\n')
     return cfg
@@ -156,6 +155,7 @@ def test_exclusion_list_keeps_prs_out(cli, history_100, db, tmp_path, loose):
 
 def test_near_duplicates_are_flagged(cli, tmp_path, db, loose):
     from histories import module_text
+
     from synth.sources.history import build_repository
     body = ("Workers retry failed jobs with exponential backoff and jitter, up to a configurable "
             "number of attempts, and record every attempt in the job history for operators.")

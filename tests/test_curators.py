@@ -13,12 +13,13 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from rulesets import LOOSE_SUBSTANCE
+from test_resilience import run_ok, synth_cmd
 
 from synth.models import ACTION_STATUS
 from synth.queue import Queue
 from synth.queue.journal import Journal, JournalRecord
 from synth.queue.turns import Turns
-from test_resilience import run_ok, synth_cmd
 
 CURATOR = Path(__file__).parent / "curator_load.py"
 
@@ -53,7 +54,7 @@ def test_an_action_while_a_process_holds_the_file_is_journaled_then_applied(cli,
     path, _ = history_100
     db = tmp_path / "q.duckdb"
     loose = tmp_path / "loose.toml"
-    loose.write_text("[substance]\nmin_logic_lines = 1\ntested_min_logic_lines = 1\n")
+    loose.write_text(LOOSE_SUBSTANCE)
     from synth.filtering import default_rules_path
     (tmp_path / "synth.toml").write_text(f'[filters]\nfiles = ["{default_rules_path()}", "{loose}"]\n')
     assert cli("run", "--git", path, "--db", db, "--limit", "6").code == 0
@@ -84,10 +85,11 @@ def test_an_action_while_a_process_holds_the_file_is_journaled_then_applied(cli,
 def test_four_curators_beside_a_crawl(history_100, tmp_path):
     from standins.github_fixtures import make_fixtures
     from standins.github_server import GitHubStandIn
+
     from synth.filtering import default_rules_path
     path, _ = history_100
     loose = tmp_path / "loose.toml"
-    loose.write_text("[substance]\nmin_logic_lines = 1\ntested_min_logic_lines = 1\n")
+    loose.write_text(LOOSE_SUBSTANCE)
     (tmp_path / "synth.toml").write_text(
         f'[filters]\nfiles = ["{default_rules_path()}", "{loose}"]\n\n[run]\nbatch_size = 50\n'
         "[github]\npage_size = 50\n")

@@ -6,9 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from rulesets import LOOSE_SUBSTANCE
 
-from synth.evaluation import Label, evaluate, read_labels
 from synth.errors import ConfigError
+from synth.evaluation import Label, evaluate, read_labels
 from synth.models import Decision
 from synth.sources.history import build_repository, load_history
 
@@ -68,7 +69,7 @@ def test_rescore_after_a_rule_change_needs_no_source(cli, history_100, db, tmp_p
     before = q(db, "SELECT count(*) FILTER (WHERE kept), any_value(filter_version) FROM candidates")[0]
     from synth.filtering import default_rules_path
     loose = tmp_path / "loose.toml"
-    loose.write_text("[substance]\nmin_logic_lines = 1\ntested_min_logic_lines = 1\n")
+    loose.write_text(LOOSE_SUBSTANCE)
     (tmp_path / "synth.toml").write_text(f'[filters]\nfiles = ["{default_rules_path()}", "{loose}"]\n')
     r = cli("filter", "--rescore", "--db", db)
     assert r.code == 0 and "rescored 100 PRs" in r.out

@@ -44,7 +44,7 @@ def test_substantive_feature_is_kept_with_reasons(rules):
     ((fc("package-lock.json", 900, 800),), "lockfile_only"),
     ((fc("README.md", 5), fc(".github/workflows/ci.yml", 2)), "no_code"),
     ((fc("src/a.py", 2, 1), fc("src/b.py", 1)), "too_small"),
-    ((fc("src/a.py", 6, 3), fc("tests/test_a.py", 40)), "too_small"),  # tests don't make it
+    ((fc("src/a.py", 3, 2), fc("tests/test_a.py", 40)), "too_small"),  # tests don't make it
     ((fc("src/a.py", 1, 60),), "removal"),  # mostly deletion
     ((fc("src/a.py", 2500, 900), fc("src/b.py", 10)), "too_large"),
 ])
@@ -92,11 +92,43 @@ def test_rule_version_changes_with_rules():
     assert a.version != b.version
 
 
+def branching(path, n):
+    """n lines of logic, one of them a new branch."""
+    body = ["+    if value is None:"] + [f"+        value_{i} = compute({i})" for i in range(n - 1)]
+    return fc(path, n, patch="@@ -1 +1 @@\n" + "\n".join(body) + "\n")
+
+
 def test_a_small_change_with_its_own_tests_needs_less_logic(rules):
-    d = decide(pr(fc("src/a.py", 8), fc("tests/test_a.py", 12)), rules)
-    assert d.kept  # 8 lines of logic and a regression test
-    d = decide(pr(fc("src/a.py", 8)), rules)
+    d = decide(pr(branching("src/a.py", 6), fc("tests/test_a.py", 12)), rules)
+    assert d.kept  # 6 lines of logic, a new branch and a regression test
+    d = decide(pr(branching("src/a.py", 6)), rules)
     assert not d.kept and "too_small" in d.reasons
+
+
+def test_a_small_change_that_opens_no_branch_needs_more_logic(rules):
+    # 8 assignments with their tests: a declaration, not a multi-step task
+    d = decide(pr(fc("src/a.py", 8), fc("tests/test_a.py", 12)), rules)
+    assert not d.kept and "too_small" in d.reasons and d.metrics["logic_branches"] == 0
+    d = decide(pr(branching("src/a.py", 8), fc("tests/test_a.py", 12)), rules)
+    assert d.kept and d.metrics["logic_branches"] == 1
+    assert decide(pr(fc("src/a.py", 11)), rules).kept  # enough logic without a branch
+
+
+@pytest.mark.parametrize("path,cls", [
+    ("GNUmakefile", "build"), ("build/rules.mk", "build"), ("test_helpers.go", "tests"),
+    ("internal/testutil/server.go", "tests"), ("router.go", "code")])
+def test_file_classes(rules, path, cls):
+    assert rules.classify(path) == cls
+
+
+@pytest.mark.parametrize("title,code", [
+    ("Format whole codebase with gofumpt and enforce it in CI", "lint_only"),
+    ("Merging from v1", "branch_merge"), ("Merge Stable into Main", "branch_merge"),
+    ("Merging #489 (plus hack)", None), ("Merging mostynb report source of parse errors", None),
+    ("Format error messages with the flag name", None)])
+def test_title_rules(rules, title, code):
+    d = decide(pr(branching("src/a.py", 30), title=title), rules)
+    assert (code in d.reasons) if code else d.kept, d.reasons
 
 
 def test_worth_patches_is_the_metadata_prefilter(rules):

@@ -11,12 +11,13 @@ import subprocess
 
 import pytest
 from dbutil import q
-
+from rulesets import LOOSE_SUBSTANCE
 from standins.github_fixtures import PR, File, Fixtures, Repo
 from standins.github_server import GitHubStandIn
+
+from synth import patches
 from synth.filtering import load_rules
 from synth.models import FileChange, PullRequest
-from synth import patches
 from synth.patches import file_diff, reference, stage
 from synth.sources.git import GitSource
 from synth.sources.history import build_repository
@@ -143,8 +144,7 @@ def test_truncated_missing_and_undecodable_patches_are_not_applicable():
 def loose(folder) -> None:
     """synth.toml in the folder synth runs in: rules that keep any PR with code."""
     from synth.filtering import default_rules_path
-    (folder / "loose.toml").write_text("[substance]\nmin_logic_lines = 1\n"
-                                       "tested_min_logic_lines = 1\n")
+    (folder / "loose.toml").write_text(LOOSE_SUBSTANCE)
     (folder / "synth.toml").write_text(f'[filters]\nfiles = ["{default_rules_path()}", '
                                        f'"{folder / "loose.toml"}"]\n')
 

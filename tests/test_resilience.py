@@ -17,6 +17,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from rulesets import LOOSE_SUBSTANCE
 
 from synth.filtering import default_rules_path
 
@@ -49,7 +50,7 @@ def synth_cmd(*args: str) -> list[str]:
 def batchy(tmp_path):
     """Small batches and a short busy timeout, so runs have many commit points."""
     loose = tmp_path / "loose.toml"
-    loose.write_text("[substance]\nmin_logic_lines = 1\ntested_min_logic_lines = 1\n")
+    loose.write_text(LOOSE_SUBSTANCE)
     cfg = tmp_path / "synth.toml"
     cfg.write_text(f'[filters]\nfiles = ["{default_rules_path()}", "{loose}"]\n\n'
                    "[run]\nbatch_size = 4\n\n[queue]\nbusy_timeout = 1.0\n")

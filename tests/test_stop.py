@@ -19,7 +19,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
-
+from rulesets import LOOSE_SUBSTANCE
 from test_resilience import run_ok, snapshot, synth_cmd
 
 pytestmark = pytest.mark.slow
@@ -89,7 +89,7 @@ def test_sigterm_during_an_llm_call_that_takes_a_minute(tmp_path, history_100):
     path, _ = history_100
     from synth.filtering import default_rules_path
     loose = tmp_path / "loose.toml"
-    loose.write_text("[substance]\nmin_logic_lines = 1\ntested_min_logic_lines = 1\n")
+    loose.write_text(LOOSE_SUBSTANCE)
     (tmp_path / "synth.toml").write_text(
         f'[filters]\nfiles = ["{default_rules_path()}", "{loose}"]\n\n'
         "[rewrite]\nconcurrency = 2\ntimeout = 600\n")

@@ -157,6 +157,12 @@ HISTORY = {"repo": {"name": "acme/netkit"}, "commits": [
                          for i in range(6))}),
     _pr(16, "Fix flake8 warnings", 8, edits=[
         {"path": "src/app/util.py", "find": "    total = 0\n", "replace": "    total = 0  # noqa\n"}]),
+    _pr(18, "Add default ports for more schemes", 10, files={
+        "src/app/ports.py": "".join(f"{name.upper()}_PORT = {port}\n" for name, port in (
+            ("http", 80), ("https", 443), ("ftp", 21), ("ssh", 22), ("smtp", 25),
+            ("imap", 143), ("pop3", 110), ("ldap", 389))),
+        "tests/test_ports.py": "".join(f"def test_port_{i}():\n    assert {i} >= 0\n\n"
+                                       for i in range(5))}),
     _pr(17, "Increase test coverage of the client", 9, files={
         "tests/test_client.py": "def test_placeholder():\n    assert True\n\n\ndef test_more():\n"
                                 "    assert 1 + 1 == 2\n"}),
@@ -181,6 +187,20 @@ def mined(netkit, tmp_path_factory):
 def test_mechanical_prs_are_dropped_with_their_code(mined, number, code):
     d = decide(mined[number], load_rules())
     assert not d.kept and code in d.reasons, (number, d.reasons, d.metrics)
+
+
+def test_a_small_change_with_no_new_branch_is_too_small(mined):
+    d = decide(mined[18], load_rules())
+    assert not d.kept and "too_small" in d.reasons
+    assert d.metrics["logic_lines"] == 8 and d.metrics["logic_branches"] == 0
+
+
+def test_explain_says_a_change_opens_no_branch(cli, netkit, tmp_path):
+    db = tmp_path / "q.duckdb"
+    assert cli("run", "--git", netkit, "--no-rewrite", "--db", db).code == 0
+    r = cli("explain", "acme/netkit#18", "--db", db)
+    line = next(ln for ln in r.out.splitlines() if "substance.min_logic_lines" in ln)
+    assert "FIRED" in line and "opens no new branch or loop" in line, r.out
 
 
 def test_the_feature_is_kept(mined):

@@ -6,8 +6,8 @@ import json
 import re
 
 import pytest
-
 from dbutil import q
+from rulesets import LOOSE_SUBSTANCE
 from standins.openai_server import OpenAIStandIn, find_schema, task_responder
 
 
@@ -28,7 +28,7 @@ def triaged_run(cli, history_100, tmp_path, monkeypatch):
     path, _ = history_100
     from synth.filtering import default_rules_path
     loose = tmp_path / "loose.toml"  # the built history's PRs are small: keep more of them
-    loose.write_text("[substance]\nmin_logic_lines = 1\ntested_min_logic_lines = 1\n")
+    loose.write_text(LOOSE_SUBSTANCE)
     (tmp_path / "synth.toml").write_text(
         f'[filters]\nfiles = ["{default_rules_path()}", "{loose}"]\n\n[triage]\nenabled = true\n')
     db = tmp_path / "q.duckdb"
