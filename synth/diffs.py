@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from fnmatch import translate
 from functools import lru_cache
 from itertools import chain
-from typing import Iterator
 
 # language -> (line comment prefixes, block comment (open, close) pairs)
 COMMENT_SYNTAX: dict[str, tuple[tuple[str, ...], tuple[tuple[str, str], ...]]] = {
@@ -184,45 +183,51 @@ def patch_code_flags(path: str, patch: str,
     """Per added and per removed line of a file's patch (``sides``: its ``changed_lines``):
     is it code? Each is judged in its hunk as that side reads it, the context lines with
     it: a docstring or block comment opened in the context (or before the hunk: a Python
-    hunk whose first triple quote closes a string) holds no code."""
+    hunk whose first triple quote closes a string) holds no code. A hunk without such
+    delimiters has its lines judged alone (context cannot change them)."""
+    lang = language_of(path)
+    delimiters = _delimiters(lang)
+    if not any(d in patch for d in delimiters):  # every line is judged alone
+        return code_flags(path, sides[0]), code_flags(path, sides[1])
     out: tuple[list[bool], list[bool]] = ([], [])
-    for new, new_changed, old, old_changed in _hunk_sides(patch):
-        for lines, changed, flags in ((new, new_changed, out[0]), (old, old_changed, out[1])):
-            if changed:
-                f = _side_flags(path, lines)
-                flags.extend(f[i] for i in changed)
+    for hunk in _HUNK_HEADER.split(patch):
+        if any(d in hunk for d in delimiters):
+            new, new_changed, old, old_changed = _hunk_sides(hunk)
+            for lines, changed, flags in ((new, new_changed, out[0]), (old, old_changed, out[1])):
+                if changed:
+                    f = _side_flags(path, lines)
+                    flags.extend(f[i] for i in changed)
+        else:
+            added, removed = changed_lines(hunk)
+            out[0].extend(code_flags(path, added))
+            out[1].extend(code_flags(path, removed))
     if len(out[0]) != len(sides[0]) or len(out[1]) != len(sides[1]):  # not a plain patch
         return code_flags(path, sides[0]), code_flags(path, sides[1])
     return out
 
 
-def _hunk_sides(patch: str) -> Iterator[tuple[list[str], list[int], list[str], list[int]]]:
-    """Each hunk of a patch as its two sides read it: (new lines, indexes of the added
-    ones, old lines, indexes of the removed ones). Lines are told apart as
-    ``changed_lines`` tells them."""
-    new: list[str] = []
-    old: list[str] = []
-    new_changed: list[int] = []
-    old_changed: list[int] = []
-    for line in patch.split("\n"):
-        c = line[:1]
-        if c == "+":
-            if not line.startswith("+++ "):
-                new_changed.append(len(new))
-                new.append(line[1:])
-        elif c == "-":
-            if not line.startswith("--- "):
-                old_changed.append(len(old))
-                old.append(line[1:])
-        elif c == "@" and line.startswith("@@"):
-            if new_changed or old_changed:
-                yield new, new_changed, old, old_changed
-            new, old, new_changed, old_changed = [], [], [], []
-        elif c != "\\":  # context ("\ No newline at end of file" is neither)
-            new.append(line[1:])
-            old.append(line[1:])
-    if new_changed or old_changed:
-        yield new, new_changed, old, old_changed
+def _delimiters(lang: str | None) -> tuple[str, ...]:
+    """What opens or closes a multi-line string or block comment in a language: only
+    these let a line's context change its verdict."""
+    if lang == "python":
+        return ('"""', "'''")
+    blocks = COMMENT_SYNTAX[lang][1] if lang in COMMENT_SYNTAX else ()
+    return tuple(d for pair in blocks for d in pair)
+
+
+def _hunk_sides(hunk: str) -> tuple[list[str], list[int], list[str], list[int]]:
+    """One hunk (without its @@ line) as its two sides read it: (new lines, indexes of the
+    added ones, old lines, indexes of the removed ones). Lines are told apart as
+    ``changed_lines`` tells them; "\\ No newline at end of file" is on neither side."""
+    lines = hunk.split("\n")
+    new = [ln for ln in lines if not ln.startswith(("-", "\\", "+++ "))]
+    old = [ln for ln in lines if not ln.startswith(("+", "\\", "--- "))]
+    new_changed = [i for i, ln in enumerate(new) if ln[:1] == "+"]
+    old_changed = [i for i, ln in enumerate(old) if ln[:1] == "-"]
+    return [ln[1:] for ln in new], new_changed, [ln[1:] for ln in old], old_changed
+
+
+_HUNK_HEADER = re.compile(r"^@@[^\n]*(?:\n|$)", re.M)
 
 
 def _side_flags(path: str, lines: list[str]) -> list[bool]:
@@ -238,11 +243,12 @@ def _side_flags(path: str, lines: list[str]) -> list[bool]:
     if quote is None:
         return flags
     inside = code_flags(path, [quote] + lines)[1:]
-    looks = [bool(_CODE_START.match(ln)) and not _PY_PROSE.match(ln) if ln.strip() else None
-             for ln in lines]
-    def misread(fl: list[bool]) -> int:
-        return sum(1 for f, x in zip(fl, looks) if x is not None and f != x)
-    return inside if misread(inside) < misread(flags) else flags
+    score = 0  # lines the inside reading gets right, less those the first one does
+    for ln, a, b in zip(lines, flags, inside):
+        if a != b and ln.strip():  # only where the readings differ
+            looks = bool(_CODE_START.match(ln)) and not _PY_PROSE.match(ln)
+            score += 1 if b == looks else -1
+    return inside if score > 0 else flags
 
 
 def _first_quote(lines: list[str]) -> str | None:

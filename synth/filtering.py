@@ -65,6 +65,7 @@ class Rules:
     kinds: frozenset[str]
     sources: tuple[str, ...] = field(default=())
     chains: "ChainRules | None" = None  # [chains]: how related PRs are linked (chains.py)
+    any_title: re.Pattern | None = None  # every title pattern at once: most titles match none
 
 
 def default_rules_path() -> Path:
@@ -133,7 +134,9 @@ def compile_rules(raw: dict, sources: tuple[str, ...] = ()) -> Rules:
         raw=raw, version=version, size=size, substance=substance,
         classify=PathClassifier(classes),
         trivial_alone=frozenset(trivial),
-        titles=_compile_codes(raw.get("titles", {}), "titles"),
+        titles=(titles := _compile_codes(raw.get("titles", {}), "titles")),
+        any_title=re.compile("|".join(f"(?:{rx.pattern})" for _, rx in titles), re.IGNORECASE)
+        if titles else None,
         labels=_compile_codes(raw.get("labels", {}), "labels"),
         bots=_compile_any(bots, "bots.patterns") if bots else None,
         kinds=frozenset(k for k in _KINDS if kinds.get(k, True)),
@@ -212,12 +215,17 @@ def _metadata_verdicts(pr: PullRequest, rules: Rules, classes: dict[str, int], c
     s = rules.size
     is_bot = pr.author_is_bot or bool(rules.bots and rules.bots.search(pr.author or ""))
     v.append(Verdict("bots", is_bot, "bot_author", f"author {pr.author!r}"))
-    for code, rx in rules.titles:
-        m = rx.search(pr.title or "")
-        v.append(Verdict(f"titles.{code}", bool(m), code,
-                         f"title matches {m.group(0)!r}" if m else "title does not match"))
+    title = pr.title or ""
+    if rules.any_title is not None and not rules.any_title.search(title):
+        v += [Verdict(f"titles.{code}", False, code, "title does not match")
+              for code, _ in rules.titles]
+    else:
+        for code, rx in rules.titles:
+            m = rx.search(title)
+            v.append(Verdict(f"titles.{code}", bool(m), code,
+                             f"title matches {m.group(0)!r}" if m else "title does not match"))
     for code, rx in rules.labels:
-        hit = next((lb for lb in pr.labels if rx.search(lb)), None)
+        hit = next((lb for lb in pr.labels if rx.search(lb)), None) if pr.labels else None
         v.append(Verdict(f"labels.{code}", hit is not None, code,
                          f"label {hit!r}" if hit else f"labels {list(pr.labels)}"))
     too_large = (pr.changed_files > s["max_files"] or changed > s["max_changed_lines"]
