@@ -109,6 +109,7 @@ _PHRASES = [  # (kind, pattern ending in a PR or issue number)
 _REFS = [(kind, re.compile(rf"(?i)(?:^|[^\w#])(?:{rx})\s*:?\s*{_N}\b")) for kind, rx in _PHRASES]
 _CLOSES = re.compile(rf"(?i)\b(?:close[sd]?|fix(?:e[sd])?|resolve[sd]?|refs?|see|part of|"
                      rf"towards?|addresses|related to|relates to)\s*:?\s*{_N}\b")
+_NUMBER_MARK = re.compile(r"#\d|github\.com/[\w.-]+/[\w.-]+/(?:pull|issues)/\d")  # in every _N
 _FULL_REVERT = re.compile(r'(?i)^revert\s+"')
 _PART = re.compile(r"(?i)\b(?:part|pt\.?|step|phase)\s*(\d+)\b|[(\[](\d+)\s*/\s*\d+[)\]]")
 _FIXY = re.compile(r"(?i)\b(fix(?:es|ed)?|bug|regression|broken|crash(?:es)?|correct|repair|"
@@ -169,10 +170,13 @@ def _line_keys(lines: list[str]) -> set[str]:
 
 def _profile(pr: PullRequest, classify, numbers: set[int]) -> _Profile:
     text = f"{pr.title}\n{pr.body or ''}"
-    refs = [(kind, int(m.group(1))) for kind, rx in _REFS for m in rx.finditer(text)]
+    named = _NUMBER_MARK.search(text) is not None  # every reference names a number so
+    refs = [(kind, int(m.group(1))) for kind, rx in _REFS for m in rx.finditer(text)] \
+        if named else []
     refs = [(k, n) for k, n in refs if n != pr.number]
     issues = {i.number for i in pr.linked_issues}
-    issues |= {int(m.group(1)) for m in _CLOSES.finditer(text)}
+    if named:
+        issues |= {int(m.group(1)) for m in _CLOSES.finditer(text)}
     issues = {n for n in issues if n not in numbers and n != pr.number}
     part = None
     m = _PART.search(pr.title or "")

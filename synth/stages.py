@@ -132,6 +132,10 @@ class Crawl:
         mark = f"{rules.version}:{rules.chains.version}"
         if first and new_prs:
             decisions, prs = self._mem
+            # let the writer catch up first, alone: DuckDB's Python client takes the GIL
+            # after every task to check for signals, so beside a busy Python thread (the
+            # detection) its writes slow down many times over
+            ctx.writer.flush()
         else:
             try:
                 ctx.writer.flush()  # this repository's PRs and decisions are in
