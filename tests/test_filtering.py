@@ -116,7 +116,8 @@ def test_a_small_change_that_opens_no_branch_needs_more_logic(rules):
 
 @pytest.mark.parametrize("path,cls", [
     ("GNUmakefile", "build"), ("build/rules.mk", "build"), ("test_helpers.go", "tests"),
-    ("internal/testutil/server.go", "tests"), ("router.go", "code")])
+    ("internal/testutil/server.go", "tests"), ("router.go", "code"), ("ext/logo.ai", "assets"),
+    ("testdata/render.golden", "tests"), ("NOTICE", "docs"), (".coveragerc", "ci")])
 def test_file_classes(rules, path, cls):
     assert rules.classify(path) == cls
 
