@@ -65,7 +65,6 @@ class Rules:
     kinds: frozenset[str]
     sources: tuple[str, ...] = field(default=())
     chains: "ChainRules | None" = None  # [chains]: how related PRs are linked (chains.py)
-    any_title: re.Pattern | None = None  # every title pattern at once: most titles match none
 
 
 def default_rules_path() -> Path:
@@ -134,9 +133,7 @@ def compile_rules(raw: dict, sources: tuple[str, ...] = ()) -> Rules:
         raw=raw, version=version, size=size, substance=substance,
         classify=PathClassifier(classes),
         trivial_alone=frozenset(trivial),
-        titles=(titles := _compile_codes(raw.get("titles", {}), "titles")),
-        any_title=re.compile("|".join(f"(?:{rx.pattern})" for _, rx in titles), re.IGNORECASE)
-        if titles else None,
+        titles=_compile_codes(raw.get("titles", {}), "titles"),
         labels=_compile_codes(raw.get("labels", {}), "labels"),
         bots=_compile_any(bots, "bots.patterns") if bots else None,
         kinds=frozenset(k for k in _KINDS if kinds.get(k, True)),
@@ -162,7 +159,7 @@ def _compile_any(patterns: list[str], where: str) -> re.Pattern:
 
 # ---------------------------------------------------------------- analysis
 
-@dataclass
+@dataclass(slots=True)
 class Verdict:
     """One rule's verdict on one PR, for `synth explain`."""
 
@@ -216,14 +213,10 @@ def _metadata_verdicts(pr: PullRequest, rules: Rules, classes: dict[str, int], c
     is_bot = pr.author_is_bot or bool(rules.bots and rules.bots.search(pr.author or ""))
     v.append(Verdict("bots", is_bot, "bot_author", f"author {pr.author!r}"))
     title = pr.title or ""
-    if rules.any_title is not None and not rules.any_title.search(title):
-        v += [Verdict(f"titles.{code}", False, code, "title does not match")
-              for code, _ in rules.titles]
-    else:
-        for code, rx in rules.titles:
-            m = rx.search(title)
-            v.append(Verdict(f"titles.{code}", bool(m), code,
-                             f"title matches {m.group(0)!r}" if m else "title does not match"))
+    for code, rx in rules.titles:
+        m = rx.search(title)
+        v.append(Verdict(f"titles.{code}", bool(m), code,
+                         f"title matches {m.group(0)!r}" if m else "title does not match"))
     for code, rx in rules.labels:
         hit = next((lb for lb in pr.labels if rx.search(lb)), None) if pr.labels else None
         v.append(Verdict(f"labels.{code}", hit is not None, code,
