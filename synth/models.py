@@ -342,6 +342,7 @@ class Failure:
     number: int | None = None
     detail: str = ""
     transient: bool = False
+    usage: "Usage | None" = None  # what LLM calls the failed attempt made and cost
 
 
 @dataclass(frozen=True, slots=True)

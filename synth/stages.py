@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Iterator, Protocol
 from . import chains, patches, queue as q
 from .errors import QueueBusy, SourceError, Stopped
 from .filtering import INFO_CODES, decide
-from .models import Batch, Cursor, Decision, Failure, PullRequest, Repo, SourceBatch, Task
+from .models import (Batch, Cursor, Decision, Failure, PullRequest, Repo, SourceBatch, Task,
+                     Usage)
 from .sources.ratelimit import BudgetExhausted, RateLimitWaitTooLong
 
 if TYPE_CHECKING:
@@ -425,7 +426,7 @@ class _ChainWork:
 
 def _triage_batch(verdict: Decision | Failure) -> Batch:
     if isinstance(verdict, Failure):
-        return Batch(failures=[verdict])
+        return Batch(failures=[verdict], counts=_usage_counts(verdict.usage))
     m = verdict.metrics
     return Batch(decisions=[verdict], counts={
         "triage/substantive" if verdict.kept else "triage/trivial": 1,
@@ -433,14 +434,20 @@ def _triage_batch(verdict: Decision | Failure) -> Batch:
         "llm/calls": 1, "llm/cost_microusd": round(m.get("cost_usd", 0) * 1_000_000)})
 
 
+def _usage_counts(u: Usage | None) -> dict[str, int]:
+    """The run's LLM counters for a call's (or a failed attempt's) usage."""
+    if u is None or not u.calls:
+        return {}
+    return {"llm/tokens/in": u.prompt_tokens, "llm/tokens/out": u.completion_tokens,
+            "llm/calls": u.calls, "llm/cost_microusd": round(u.cost_usd * 1_000_000)}
+
+
 def _result_batch(result: Task | Failure) -> Batch:
-    if isinstance(result, Failure):
-        return Batch(failures=[result])
+    if isinstance(result, Failure):  # a failed attempt's calls cost too
+        return Batch(failures=[result], counts=_usage_counts(result.usage))
     u = result.usage
     stage = "chain" if result.kind == "chain" else "rewrite"
     return Batch(tasks=[result],
                  resolved=[(stage, result.provenance.repo, result.provenance.pr_number)],
                  counts={"rewrite/tasks": 1, f"{stage}/tasks" if stage == "chain" else
-                         "rewrite/pr_tasks": 1, "llm/tokens/in": u.prompt_tokens,
-                         "llm/tokens/out": u.completion_tokens, "llm/calls": u.calls,
-                         "llm/cost_microusd": round(u.cost_usd * 1_000_000)})
+                         "rewrite/pr_tasks": 1, **_usage_counts(u)})

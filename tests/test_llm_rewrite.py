@@ -316,3 +316,24 @@ def test_judge_scores_order_the_review_queue(cli, plain_repo, db, monkeypatch):
     assert set(judge) >= {"clarity", "testability", "leakage", "comment"}
     counts = json.loads(table(db, "SELECT counts FROM runs ORDER BY started_at DESC LIMIT 1")[0][0])
     assert counts["llm/calls"] == 24 and counts["llm/tokens/in"] > 0
+
+
+def test_failed_attempts_count_in_the_runs_llm_use(cli, plain_repo, db, monkeypatch):
+    """Answers cut off at max_tokens make no task, but their calls were made and paid for:
+    the run's LLM counters (and the summary line) count them."""
+    def responder(request):
+        user = request["messages"][-1]["content"]
+        if "Why part 3 " in user or "Why part 7 " in user:
+            return {"content": '{"title": "Fix', "finish_reason": "length"}
+        return None  # the default task answer
+    with OpenAIStandIn(responder=responder) as llm:
+        r = run_llm(cli, llm, plain_repo, db, monkeypatch)
+        calls = llm.calls
+    assert r.code == 3 and "partial" in r.out, r  # two recorded failures
+    assert table(db, "SELECT count(*) FROM tasks") == [(10,)]
+    assert table(db, "SELECT count(*) FROM failures WHERE reason = 'truncated'") == [(2,)]
+    counts = json.loads(table(db, "SELECT counts FROM runs ORDER BY started_at DESC LIMIT 1")[0][0])
+    tasks_in, tasks_out = table(db, "SELECT sum(prompt_tokens), sum(completion_tokens) FROM tasks")[0]
+    assert counts["llm/calls"] == calls == 12
+    assert counts["llm/tokens/in"] > tasks_in and counts["llm/tokens/out"] > tasks_out
+    assert f"LLM calls:     {calls} " in r.out

@@ -129,13 +129,13 @@ class LLMRewriter:
         except RewriteError as exc:
             return Failure("rewrite", exc.reason, first_line(str(exc), 300), repo=pr.repo,
                            number=pr.number, detail=(exc.raw or str(exc))[:20000],
-                           transient=exc.reason in ("unavailable", "bad_response"))
+                           transient=exc.reason in ("unavailable", "bad_response"),
+                           usage=self._usage(acc))
         prov = Provenance(repo=pr.repo, pr_number=pr.number, pr_url=pr.url,
                           base_sha=pr.base_sha, merge_sha=pr.merge_sha, merged_at=pr.merged_at,
                           license=license)
-        usage = Usage(acc.prompt, acc.completion, self._cost(acc), acc.calls)
         return Task(spec=spec, provenance=prov, rewriter="llm", model=self.model,
-                    prompt_version=self.prompt_version, usage=usage,
+                    prompt_version=self.prompt_version, usage=self._usage(acc),
                     judge_score=judge.score if judge else None,
                     judge=judge.model_dump() if judge else None)
 
@@ -156,7 +156,8 @@ class LLMRewriter:
         except RewriteError as exc:
             return Failure("chain", exc.reason, first_line(str(exc), 300), repo=first.repo,
                            number=first.number, detail=(exc.raw or str(exc))[:20000],
-                           transient=exc.reason in ("unavailable", "bad_response"))
+                           transient=exc.reason in ("unavailable", "bad_response"),
+                           usage=self._usage(acc))
         flags, confidence = set(spec.flags) | {"chain"}, spec.confidence
         added = [line for pr in prs for line in _added_code_lines(pr, self.rules)]
         if leaked_lines(_task_text(spec), added):  # no regeneration here: flagged for review
@@ -170,7 +171,7 @@ class LLMRewriter:
                           merged_at=last.merged_at, license=license)
         return Task(spec=spec, provenance=prov, rewriter="llm", model=self.model,
                     prompt_version=self.chain_prompt_version,
-                    usage=Usage(acc.prompt, acc.completion, self._cost(acc), acc.calls),
+                    usage=self._usage(acc),
                     kind="chain", members=tuple(p.number for p in prs), chain_id=chain_id)
 
     def _generate(self, pr: PullRequest, acc: "_Usage", language: str | None = None) -> TaskSpec:
@@ -243,6 +244,9 @@ class LLMRewriter:
         except RewriteError as exc:  # a task without a score is still a task
             log.warning("%s#%s: judge failed: %s", pr.repo, pr.number, exc)
             return None
+
+    def _usage(self, acc: "_Usage") -> Usage:
+        return Usage(acc.prompt, acc.completion, self._cost(acc), acc.calls)
 
     def _cost(self, acc: "_Usage") -> float:
         price = self.prices.get(self.model)

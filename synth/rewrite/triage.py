@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..errors import RewriteError
 from ..filtering import Rules
-from ..models import Decision, Failure, PullRequest
+from ..models import Decision, Failure, PullRequest, Usage
 from .guards import fence, scrub
 from .llm import LLMClient, extract_json
 from .prompts import cut_patch, load_template, render
@@ -75,6 +75,7 @@ class Triage:
     def judge(self, pr: PullRequest, figures: dict | None = None) -> Decision | Failure:
         """The triage decision for one PR, or a recorded failure (the PR then stays kept
         by the rules and waits for the next run's triage)."""
+        comp = None
         try:
             comp = self.client.chat_json(self.messages(pr, figures or {}), TRIAGE_SCHEMA,
                                          "triage_verdict", max_tokens=200)
@@ -89,13 +90,19 @@ class Triage:
         except RewriteError as exc:
             return Failure("triage", exc.reason, str(exc)[:300], repo=pr.repo, number=pr.number,
                            detail=(exc.raw or str(exc))[:4000],
-                           transient=exc.reason in ("unavailable", "bad_response"))
+                           transient=exc.reason in ("unavailable", "bad_response"),
+                           usage=self._usage(comp) if comp is not None else None)
         kept = v.verdict == "substantive"
-        price = self.prices.get(self.model)
-        cost = (comp.prompt_tokens * price.input + comp.completion_tokens * price.output) / 1e6 \
-            if price else 0.0
+        cost = self._usage(comp).cost_usd
         return Decision(pr.repo, pr.number, kept,
                         ("triage_substantive",) if kept else ("triage_trivial",), self.version,
                         {"triage_model": self.model, "triage_prompt": self.prompt_version,
                          "triage_reason": scrub(v.reason), "tokens_in": comp.prompt_tokens,
                          "tokens_out": comp.completion_tokens, "cost_usd": round(cost, 6)})
+
+    def _usage(self, comp) -> Usage:
+        """One call's tokens and cost at the prices in [rewrite.prices]."""
+        price = self.prices.get(self.model)
+        cost = (comp.prompt_tokens * price.input + comp.completion_tokens * price.output) / 1e6 \
+            if price else 0.0
+        return Usage(comp.prompt_tokens, comp.completion_tokens, cost, 1)
