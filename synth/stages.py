@@ -135,8 +135,10 @@ class Crawl:
             decisions, prs = self._mem
             # let the writer catch up first, alone: DuckDB's Python client takes the GIL
             # after every task to check for signals, so beside a busy Python thread (the
-            # detection) its writes slow down many times over
+            # detection) its writes slow down many times over. Its checkpoint, a task or
+            # two of DuckDB's own, runs beside the detection.
             ctx.writer.flush()
+            ctx.writer.checkpoint()
         else:
             try:
                 ctx.writer.flush()  # this repository's PRs and decisions are in

@@ -16,6 +16,7 @@ import threading
 from typing import Callable
 
 from .clock import Clock
+from .errors import QueueBusy, Stopped
 from .models import Batch, RunSummary
 from .queue import Queue, WriteResult
 
@@ -23,6 +24,7 @@ log = logging.getLogger("synth.writer")
 
 RUN_RECORD_EVERY = 2.0  # seconds between updates of a running run's record
 STOPPING_WAIT = 0.5  # once a stop is asked, a busy file is waited for this long, then spooled
+_CHECKPOINT = object()  # in the thread's queue: fold the write-ahead log into the file
 
 
 class Writer:
@@ -66,10 +68,12 @@ class Writer:
                     group.append(self._q.get_nowait())
                 except stdqueue.Empty:
                     break
-            batches = [b for b in group if b is not None]
+            batches = [b for b in group if isinstance(b, Batch)]
             try:
                 if batches and self._error is None:
                     self._write(batches)
+                if _CHECKPOINT in group and self._error is None:
+                    self._checkpoint()
             except BaseException as exc:  # handed to the caller
                 self._error = exc
             finally:
@@ -102,6 +106,14 @@ class Writer:
             self.on_written(batches)
         return result
 
+    def _checkpoint(self) -> None:
+        """What a close would do at the end, done now: the file may be busy (another
+        process's turn) or stopping, and then the close does it as before."""
+        try:
+            self.queue.checkpoint(wait=0.0)
+        except (QueueBusy, Stopped):
+            pass
+
     # -- the callers
 
     def _raise(self) -> None:
@@ -116,6 +128,14 @@ class Writer:
             return
         self._raise()
         self._q.put(batch)
+
+    def checkpoint(self) -> None:
+        """Fold what was written into the queue file now, on the writer's thread, while the
+        caller goes on (the run's last step, chain detection, holds the GIL; the checkpoint
+        is DuckDB's own work, and the run's final close then has little left to do)."""
+        if not self._closed:
+            self._raise()
+            self._q.put(_CHECKPOINT)
 
     def flush(self) -> None:
         """Wait until every handed-over batch is written."""

@@ -195,3 +195,30 @@ def test_a_file_from_before_chains_is_upgraded_in_place(tmp_path):
     assert q(db, "SELECT count(*) FROM chains") == [(0,)]
     assert q(db, "SELECT old_mode, new_mode FROM pr_files") == [(None, None)]
     assert q(db, "SELECT kind, members FROM review_queue") == [("pr", [1])]
+
+
+def test_the_writer_checkpoints_while_the_file_stays_held(tmp_path):
+    """Writer.checkpoint folds the write-ahead log into the file on the writer's thread (the
+    run asks for it before chain detection), and the held connection stays open."""
+    from synth.clock import Clock
+    from synth.models import RunSummary
+    from synth.writer import Writer
+    db = tmp_path / "q.duckdb"
+    queue = Queue(db)
+    queue.ensure()
+    wal = tmp_path / "q.duckdb.wal"
+    with queue.holding() as held:
+        def run_row(status):
+            return {"run_id": "r1", "started_at": "2024-01-01 00:00:00", "ended_at": None,
+                    "status": status, "source": "test", "config_hash": "h", "pid": 1,
+                    "counts": {}, "errors": []}
+        writer = Writer(queue, RunSummary("r1"), run_row, Clock(), idle_after=30.0)
+        writer.put(Batch(pull_requests=[pr(n) for n in range(1, 20)]))
+        writer.flush()
+        assert wal.exists() and wal.stat().st_size > 0  # written, not yet in the file
+        writer.checkpoint()
+        writer.flush()
+        assert not wal.exists() or wal.stat().st_size == 0
+        assert held._con is not None  # still held: no close was needed
+        writer.close()
+    assert q(db, "SELECT count(*) FROM pull_requests") == [(19,)]

@@ -173,6 +173,14 @@ class Queue:
             except duckdb.Error as exc:
                 raise SQLError(f"SQL error: {exc}") from None
 
+    def checkpoint(self, wait: float = 0.0) -> None:
+        """Fold the write-ahead log into the file now (what closing the file does)."""
+        with self.connect(wait=wait) as con:
+            try:
+                con.execute("CHECKPOINT")
+            except duckdb.Error as exc:
+                raise QueueError(f"checkpoint of the queue {self.path} failed: {exc}") from None
+
     def copy_to(self, sql: str, params: list, dest: Path, fmt: str) -> None:
         """Write a query's rows to a file with DuckDB (one thread: same rows, same bytes)."""
         options = "FORMAT parquet, COMPRESSION zstd" if fmt == "parquet" else "FORMAT json"
