@@ -34,6 +34,8 @@ from ..errors import EmptyHistory, NotAGitRepository, SourceError
 from ..models import Cursor, FileChange, PullRequest, Repo, SourceBatch
 from .gitpatch import MAX_PATCH_KEEP, drained, parse_log_patches  # noqa: F401 (re-exported)
 
+# what git's --grep keeps for the listing: every message that may hold a PR subject
+_PR_GREP = ("-E", "--grep=^Merge pull request #[0-9]", "--grep=\\(#[0-9]+\\)[[:space:]]*$")
 MERGE_RE = re.compile(r"^Merge pull request #(\d+)\b(?: from (\S+))?")
 SQUASH_RE = re.compile(r"\(#(\d+)\)\s*$")
 REMOTE_RE = re.compile(r"(?:github\.com|[\w.-]+)[:/]+([\w.-]+)/([\w.-]+?)(?:\.git)?/?$")
@@ -151,17 +153,18 @@ class GitSource:
     def listing(self) -> tuple[list[PRCommit], Callable[[list[PRCommit]], dict[str, str]]]:
         """Every PR's commit as ``list_pr_commits`` (without base_ref and the authors of
         merge heads), and a function that answers the base_ref of the stacked ones among
-        given commits (sha -> base_ref: it asks git, so a caller may run it meanwhile)."""
+        given commits (sha -> base_ref: it asks git, so a caller may run it meanwhile).
+
+        git itself picks the commits whose message may name a PR (``--grep``, a superset of
+        the subjects ``_pr_commit`` accepts), so only those are read here; the commit graph
+        that stacking needs comes from ``rev-list --parents`` on a thread of its own."""
+        graph = _Background(self._first_parent_children)
         fmt = _SEP + "%H%x00%P%x00%an%x00%ct%x00%s%x00%b"
-        out = self._git("log", f"--format={fmt}", *self.revisions, "--")
+        out = self._git("log", *_PR_GREP, f"--format={fmt}", *self.revisions, "--")
         best: dict[int, PRCommit] = {}
-        child: dict[str, str | None] = {}  # commit -> its only first-parent child (None: several)
         for record in out.split(_SEP)[1:]:
             sha, parents, author, date, subject, body = record.split("\x00", 5)
-            parents = parents.split()
-            if parents:
-                child[parents[0]] = None if parents[0] in child else sha
-            pr = _pr_commit(sha, parents, author, date, subject, body.strip())
+            pr = _pr_commit(sha, parents.split(), author, date, subject, body.strip())
             if pr is not None:
                 have = best.get(pr.number)
                 if have is None or _rank(pr) < _rank(have):
@@ -171,8 +174,17 @@ class GitSource:
                  if c.style == "merge" and len(c.parents) > 1 and c.head_ref}
 
         def stack_bases(some: list[PRCommit]) -> dict[str, str]:
-            return _stack_bases(some, heads, child, self._is_ancestor)
+            return _stack_bases(some, heads, graph.result(), self._is_ancestor)
         return commits, stack_bases
+
+    def _first_parent_children(self) -> dict[str, str | None]:
+        """commit -> its only first-parent child (None: several), over the whole history."""
+        child: dict[str, str | None] = {}
+        for line in self._git("rev-list", "--parents", *self.revisions, "--").splitlines():
+            parts = line.split(None, 2)
+            if len(parts) > 1:
+                child[parts[1]] = None if parts[1] in child else parts[0]
+        return child
 
     def _is_ancestor(self, commit: str, of: str) -> bool:
         proc = subprocess.run(["git", "--git-dir", str(self.git_dir), "merge-base",
