@@ -13,6 +13,7 @@ import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from .chains import ChainRules, chain_rules
 from .diffs import (PathClassifier, change_kinds, changed_lines, count_code_lines,
@@ -169,6 +170,19 @@ class Verdict:
     detail: str
 
 
+class _Verdicts(list):
+    """Verdicts as the rules are checked. Deciding (``every=False``) keeps only the rules
+    that fired and never writes the others' details: explaining keeps every one."""
+
+    def __init__(self, every: bool):
+        super().__init__()
+        self.every = every
+
+    def add(self, rule: str, fired: bool, code: str | None, detail: Callable[[], str]) -> None:
+        if fired or self.every:
+            self.append(Verdict(rule, fired, code, detail()))
+
+
 def analyze(pr: PullRequest, rules: Rules, full: bool = True) -> tuple[dict, list[Verdict]]:
     """The PR's figures and every rule's verdict. With ``full=False`` (``decide``), the
     patch text is not read when a rule that needs none already drops the PR."""
@@ -189,7 +203,7 @@ def analyze(pr: PullRequest, rules: Rules, full: bool = True) -> tuple[dict, lis
             missing += 1
     patch_bytes = sum(f.patch_bytes for f in files)
     changed = pr.additions + pr.deletions
-    v = _metadata_verdicts(pr, rules, classes, changed, patch_bytes, truncated)
+    v = _metadata_verdicts(pr, rules, classes, changed, patch_bytes, truncated, full)
     metrics = {
         "files": pr.changed_files, "additions": pr.additions, "deletions": pr.deletions,
         "changed_lines": changed, "patch_bytes": patch_bytes,
@@ -200,46 +214,47 @@ def analyze(pr: PullRequest, rules: Rules, full: bool = True) -> tuple[dict, lis
         "patches_missing": missing,
     }
     if full or not any(x.fired for x in v):
-        v += _patch_verdicts(pr, rules, file_classes, class_lines, metrics)
+        v += _patch_verdicts(pr, rules, file_classes, class_lines, metrics, full)
     metrics["file_classes"] = file_classes
     return metrics, v
 
 
 def _metadata_verdicts(pr: PullRequest, rules: Rules, classes: dict[str, int], changed: int,
-                       patch_bytes: int, truncated: int) -> list[Verdict]:
+                       patch_bytes: int, truncated: int, every: bool = True) -> list[Verdict]:
     """The rules that need no patch text: author, title, labels, size, file classes."""
-    v: list[Verdict] = []
+    v = _Verdicts(every)
     s = rules.size
     is_bot = pr.author_is_bot or bool(rules.bots and rules.bots.search(pr.author or ""))
-    v.append(Verdict("bots", is_bot, "bot_author", f"author {pr.author!r}"))
+    v.add("bots", is_bot, "bot_author", lambda: f"author {pr.author!r}")
     title = pr.title or ""
     for code, rx in rules.titles:
         m = rx.search(title)
-        v.append(Verdict(f"titles.{code}", bool(m), code,
-                         f"title matches {m.group(0)!r}" if m else "title does not match"))
+        v.add(f"titles.{code}", bool(m), code,
+              lambda: f"title matches {m.group(0)!r}" if m else "title does not match")
     for code, rx in rules.labels:
         hit = next((lb for lb in pr.labels if rx.search(lb)), None) if pr.labels else None
-        v.append(Verdict(f"labels.{code}", hit is not None, code,
-                         f"label {hit!r}" if hit else f"labels {list(pr.labels)}"))
+        v.add(f"labels.{code}", hit is not None, code,
+              lambda: f"label {hit!r}" if hit else f"labels {list(pr.labels)}")
     too_large = (pr.changed_files > s["max_files"] or changed > s["max_changed_lines"]
                  or patch_bytes > s["max_patch_bytes"] or truncated > 0)
-    v.append(Verdict("size.max", too_large, "too_large",
-                     f"{pr.changed_files} files (max {s['max_files']}), {changed} lines "
-                     f"(max {s['max_changed_lines']}), {patch_bytes} patch bytes "
-                     f"(max {s['max_patch_bytes']})"))
-    v.append(Verdict("files.present", not pr.files and pr.changed_files == 0, "empty_change",
-                     f"{len(pr.files)} files"))
+    v.add("size.max", too_large, "too_large",
+          lambda: f"{pr.changed_files} files (max {s['max_files']}), {changed} lines "
+                  f"(max {s['max_changed_lines']}), {patch_bytes} patch bytes "
+                  f"(max {s['max_patch_bytes']})")
+    v.add("files.present", not pr.files and pr.changed_files == 0, "empty_change",
+          lambda: f"{len(pr.files)} files")
     present = set(classes)
     only = None
     if present and present <= rules.trivial_alone:
         only = f"{next(iter(present))}_only" if len(present) == 1 else "no_code"
-    v.append(Verdict("trivial_alone", only is not None, only or "no_code",
-                     f"file classes {sorted(present)}"))
+    v.add("trivial_alone", only is not None, only or "no_code",
+          lambda: f"file classes {sorted(present)}")
     return v
 
 
 def _patch_verdicts(pr: PullRequest, rules: Rules, file_classes: dict[str, str],
-                    class_lines: dict[str, int], metrics: dict) -> list[Verdict]:
+                    class_lines: dict[str, int], metrics: dict,
+                    every: bool = True) -> list[Verdict]:
     """The rules that read the patch text: substance and change kinds (adds their figures
     to ``metrics``)."""
     files = pr.files
@@ -276,18 +291,18 @@ def _patch_verdicts(pr: PullRequest, rules: Rules, file_classes: dict[str, str],
                                and (f.patch is None or f.patch_truncated))
     metrics["code_lines"] = code_lines
     metrics.update(sub.as_metrics())
-    v: list[Verdict] = []
+    v = _Verdicts(every)
     if metrics["code_files"]:
-        v += _substance_verdicts(sub, rules.substance, class_lines.get("tests", 0))
+        v += _substance_verdicts(sub, rules.substance, class_lines.get("tests", 0), every)
     judged = [i for i, f in enumerate(files) if file_classes[f.path] != "docs"]
     k = change_kinds([(files[i].path, files[i].status, files[i].patch, files[i].additions,
                        files[i].deletions) for i in judged], judged_code, [sides[i] for i in judged])
     for kind in sorted(rules.kinds):
-        v.append(Verdict(f"change_kinds.{kind}", getattr(k, kind), kind, kind.replace("_", " ")))
+        v.add(f"change_kinds.{kind}", getattr(k, kind), kind, lambda: kind.replace("_", " "))
     return v
 
 
-def _substance_verdicts(sub, cfg: dict, test_lines: int) -> list[Verdict]:
+def _substance_verdicts(sub, cfg: dict, test_lines: int, every: bool = True) -> list[Verdict]:
     """The rules on how much of a change's code is new logic (see substance.py)."""
     changed = max(1, sub.code_added + sub.code_deleted - sub.syntax_lines)
     tested = test_lines >= cfg["tested_min_test_lines"]
@@ -296,31 +311,33 @@ def _substance_verdicts(sub, cfg: dict, test_lines: int) -> list[Verdict]:
     low = sub.logic_lines < need or branchless
     few = sub.logic_lines < cfg["max_mechanical_logic"]
     share = cfg["mechanical_share"]
-    out = [Verdict("substance.min_logic_lines", low, "too_small",
-                   f"{sub.logic_lines} lines of new logic (min {need:g}"
-                   + (f", as the change brings {test_lines} test lines" if tested else "")
-                   + (f"; {cfg['branchless_min_logic_lines']:g} as it opens no new branch or "
-                      "loop" if branchless else "")
-                   + f"); "
-                   f"of {sub.code_added} code lines added and {sub.code_deleted} deleted, "
-                   f"{sub.moved_lines} moved, {sub.renamed_lines} renamed, "
-                   f"{sub.plumbing_lines} plumbing, {sub.syntax_lines} punctuation")]
+    out = _Verdicts(every)
+    out.add("substance.min_logic_lines", low, "too_small",
+            lambda: f"{sub.logic_lines} lines of new logic (min {need:g}"
+            + (f", as the change brings {test_lines} test lines" if tested else "")
+            + (f"; {cfg['branchless_min_logic_lines']:g} as it opens no new branch or "
+               "loop" if branchless else "")
+            + f"); "
+            f"of {sub.code_added} code lines added and {sub.code_deleted} deleted, "
+            f"{sub.moved_lines} moved, {sub.renamed_lines} renamed, "
+            f"{sub.plumbing_lines} plumbing, {sub.syntax_lines} punctuation")
     removal = (sub.code_deleted >= cfg["removal_ratio"] * max(1, sub.code_added)
                and sub.logic_added < cfg["min_logic_lines"])
-    out.append(Verdict("substance.removal", removal, "removal",
-                       f"{sub.code_deleted} code lines deleted, {sub.code_added} added "
-                       f"(removal: {cfg['removal_ratio']:g}x as many deleted, and fewer than "
-                       f"{cfg['min_logic_lines']:g} lines of new logic added)"))
+    out.add("substance.removal", removal, "removal",
+            lambda: f"{sub.code_deleted} code lines deleted, {sub.code_added} added "
+            f"(removal: {cfg['removal_ratio']:g}x as many deleted, and fewer than "
+            f"{cfg['min_logic_lines']:g} lines of new logic added)")
     for rule, code, n, what in (
             ("substance.moved", "move_only", 2 * sub.moved_lines, "moved"),
-            ("substance.renamed", "symbol_rename", 2 * sub.renamed_lines,
-             "renamed (" + ", ".join(f"{a}->{b}" for a, b, _ in sub.renames[:3]) + ")"),
+            ("substance.renamed", "symbol_rename", 2 * sub.renamed_lines, None),
             ("substance.plumbing", "pass_through", sub.plumbing_lines,
              "declaring or forwarding names, imports, type expressions")):
-        out.append(Verdict(rule, n / changed >= share and few, code,
-                           f"{n} of {changed} changed code lines {what} (fires at "
-                           f"{share:.0%} with fewer than {cfg['max_mechanical_logic']:g} "
-                           "lines of logic)"))
+        out.add(rule, n / changed >= share and few, code,
+                lambda n=n, what=what: f"{n} of {changed} changed code lines "
+                + (what or "renamed (" + ", ".join(f"{a}->{b}" for a, b, _ in sub.renames[:3])
+                   + ")")
+                + f" (fires at {share:.0%} with fewer than {cfg['max_mechanical_logic']:g} "
+                "lines of logic)")
     return out
 
 
