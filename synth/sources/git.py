@@ -158,7 +158,7 @@ class GitSource:
         git itself picks the commits whose message may name a PR (``--grep``, a superset of
         the subjects ``_pr_commit`` accepts), so only those are read here; the commit graph
         that stacking needs comes from ``rev-list --parents`` on a thread of its own."""
-        graph = _Background(self._first_parent_children)
+        graph = _Background(self._graph)
         fmt = _SEP + "%H%x00%P%x00%an%x00%ct%x00%s%x00%b"
         out = self._git("log", *_PR_GREP, f"--format={fmt}", *self.revisions, "--")
         best: dict[int, PRCommit] = {}
@@ -174,22 +174,14 @@ class GitSource:
                  if c.style == "merge" and len(c.parents) > 1 and c.head_ref}
 
         def stack_bases(some: list[PRCommit]) -> dict[str, str]:
-            return _stack_bases(some, heads, graph.result(), self._is_ancestor)
+            g = graph.result()
+            return _stack_bases(some, heads, g.child, g.is_ancestor)
         return commits, stack_bases
 
-    def _first_parent_children(self) -> dict[str, str | None]:
-        """commit -> its only first-parent child (None: several), over the whole history."""
-        child: dict[str, str | None] = {}
-        for line in self._git("rev-list", "--parents", *self.revisions, "--").splitlines():
-            parts = line.split(None, 2)
-            if len(parts) > 1:
-                child[parts[1]] = None if parts[1] in child else parts[0]
-        return child
-
-    def _is_ancestor(self, commit: str, of: str) -> bool:
-        proc = subprocess.run(["git", "--git-dir", str(self.git_dir), "merge-base",
-                               "--is-ancestor", commit, of], capture_output=True)
-        return proc.returncode == 0
+    def _graph(self) -> "_Graph":
+        """The history's commit graph, in topological order (one git process)."""
+        return _Graph(self._git("rev-list", "--parents", "--topo-order", *self.revisions,
+                                "--").splitlines())
 
     def head_authors(self, commits: list[PRCommit]) -> dict[str, str]:
         """A merge commit's author is whoever pressed the button; the PR's author is the
@@ -299,6 +291,43 @@ def _with_base(c: PRCommit, bases: dict[str, str]) -> PRCommit:
 
 
 STACK_WALK = 50  # first-parent steps from a PR's commit to the head of the PR it went into
+
+
+class _Graph:
+    """A history's commits with their parents, in topological order (every commit before
+    its parents), for the questions stacking asks: a commit's only first-parent child, and
+    whether one commit is an ancestor of another (asked of git before, one process per
+    question)."""
+
+    def __init__(self, lines: list[str]):
+        self.parents: dict[str, list[str]] = {}
+        self.order: dict[str, int] = {}
+        self.child: dict[str, str | None] = {}  # commit -> its only first-parent child
+        for i, line in enumerate(lines):
+            sha, *parents = line.split()
+            self.parents[sha] = parents
+            self.order[sha] = i
+            if parents:
+                p = parents[0]
+                self.child[p] = None if p in self.child else sha
+
+    def is_ancestor(self, commit: str, of: str) -> bool:
+        """Whether ``commit`` is ``of`` or one of its ancestors. Only commits between the
+        two in topological order can lie on a path from one to the other."""
+        limit = self.order.get(commit)
+        if limit is None or of not in self.order:
+            return False
+        seen = {of}
+        todo = [of]
+        while todo:
+            at = todo.pop()
+            if at == commit:
+                return True
+            for p in self.parents.get(at, ()):
+                if p not in seen and self.order.get(p, limit + 1) <= limit:
+                    seen.add(p)
+                    todo.append(p)
+        return False
 
 
 def _stack_bases(commits: list[PRCommit], heads: dict[str, PRCommit],
