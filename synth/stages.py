@@ -107,7 +107,11 @@ class Crawl:
             try:
                 for sb in source.batches(repo, known, ctx.options.batch_size,
                                          ctx.options.limit, cursor):
-                    batch = self._batch(sb, repo, seen)
+                    # the source's last batch: its reading is over, the writer's backlog
+                    # and these decisions share the two cores (see _quick_handoffs)
+                    last = sb.total is not None and seen["prs"] + len(sb.prs) >= sb.total
+                    with _quick_handoffs() if last else contextlib.nullcontext():
+                        batch = self._batch(sb, repo, seen)
                     batch.counts.update(self._counter_deltas(source))
                     ctx.writer.put(batch)
                     ctx.progress(f"crawl {repo.full_name}", seen["prs"], sb.total)
@@ -434,8 +438,9 @@ def _quick_handoffs() -> Iterator[None]:
     busy thread each check waits a whole switch interval (5 ms), and a write that takes
     0.02 s alone takes ten times as long. During the crawl that only delays the writer
     (the crawl is the longer path); at the end, the writer's backlog and the chain
-    detection are the two halves of the run's last step, on two cores. A process-wide
-    setting, restored after."""
+    detection (and the decisions on the source's last batch, read when git is done) are
+    the two halves of the run's last step, on two cores. A process-wide setting, restored
+    after."""
     before = sys.getswitchinterval()
     sys.setswitchinterval(min(before, HANDOFF_INTERVAL))
     try:
