@@ -129,13 +129,37 @@ _LETTER = re.compile(r"[A-Za-z]")
 _DISTINCT = re.compile(r"^(?=\w{8})\w*(?:[a-z][A-Z]|[A-Za-z0-9]_[A-Za-z])")  # cacheGet, cache_get
 
 
-@dataclass(frozen=True)
 class _Lines:
     """What a PR's code lines say, for the fix and author links."""
-    added: dict[str, set[str]]  # path -> lines it added (not moved), code files only
-    removed: dict[str, set[str]]
-    defines: set[str]
-    words: set[str]  # the long names on added lines (a define is one: _DISTINCT)
+
+    def __init__(self, added: dict[str, set[str]], removed: dict[str, set[str]],
+                 added_text: str, removed_text: str):
+        self.added = added  # path -> lines it added (not moved), code files only
+        self.removed = removed
+        self._added_text = added_text
+        self._removed_text = removed_text
+        self._words: set[str] | None = None
+        self._defines: set[str] | None = None
+
+    @property
+    def defines(self) -> set[str]:
+        """The distinct names its added lines define (a def, class, func, type, ...) that
+        no removed line names: new, not moved. Read when an author link asks."""
+        if self._defines is None:
+            found = {d for d in _DEFS.findall(self._added_text) if _DISTINCT.search(d)
+                     and not d.lower().startswith("test") and not d.startswith("__")}
+            if found and self._removed_text:
+                found -= set(_LONG_WORD.findall(self._removed_text))
+            self._defines = found
+        return self._defines
+
+    @property
+    def words(self) -> set[str]:
+        """The long names on added lines (a define is one: _DISTINCT), read when an author
+        link asks whether this PR uses a name an earlier one defined."""
+        if self._words is None:
+            self._words = set(_LONG_WORD.findall(self._added_text))
+        return self._words
 
 
 @dataclass
@@ -194,28 +218,21 @@ def _profile(pr: PullRequest, classify, numbers: set[int]) -> _Profile:
 def _lines_of(pr: PullRequest, files: dict[str, str]) -> _Lines:
     added: dict[str, set[str]] = {}
     removed: dict[str, set[str]] = {}
-    defines: set[str] = set()
     gone_text: list[str] = []  # removed lines: a name on one is not new, only moved
-    words: set[str] = set()
+    added_text: list[str] = []
     for f in pr.files:
         cls = files.get(f.path)
         if cls is None or not f.patch:
             continue
         plus, minus = changed_lines(f.patch)
-        plus_text = "\n".join(plus)  # one regex pass over all lines, not one per line
-        words.update(_LONG_WORD.findall(plus_text))
-        defines.update(_DEFS.findall(plus_text))
+        added_text.append("\n".join(plus))  # one regex pass over all lines, when asked
         gone_text.extend(minus)
         if cls == "code":  # a line removed and added again (moved, re-spaced) is neither
             gone = _line_keys(minus)
             new = _line_keys(plus)
             added[f.path] = new - gone
             removed[f.path] = gone - new
-    defines = {d for d in defines if _DISTINCT.search(d)
-               and not d.lower().startswith("test") and not d.startswith("__")}
-    if defines and gone_text:
-        defines -= set(_LONG_WORD.findall("\n".join(gone_text)))
-    return _Lines(added, removed, defines, words)
+    return _Lines(added, removed, "\n".join(added_text), "\n".join(gone_text))
 
 
 _PORT_NOISE = re.compile(r"(?i)\(#\d+\)|\[[^\]]*\]|\b(back|forward)[- ]?port(ed|s)?\b|"
@@ -322,7 +339,8 @@ def links(prs: list[PullRequest], classify, rules: ChainRules,
                 fix = (shared, n, f"#{p.number}, a fix {gap:.0f} days later, rewrites "
                        f"{shared} line(s) #{n} added in {where}")
             if same_author and gap <= rules.author_days:
-                uses = sorted(a.lines.defines & (b.lines.words - b.lines.defines))
+                uses = sorted(a.lines.defines & (b.lines.words - b.lines.defines)) \
+                    if a.lines.defines else []
                 if (shared >= MIN_AUTHOR_LINES and shared >= AUTHOR_SHARE * removed
                         and (author is None or shared > author[0])):
                     author = (shared, n, f"same author ({p.author}), {gap:.0f} days later, "
