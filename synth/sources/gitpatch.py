@@ -153,8 +153,12 @@ def _file(sec: bytes) -> FileChange:
     header, hunks = (sec, b"") if at == -1 else (sec[:at], sec[at + 1:])
     first, _, rest = header.partition(b"\n")
     acc = _FileAcc(*_diff_paths(b"diff --git " + first))
+    # the usual "--- a/X" and "+++ b/X" name the paths "diff --git a/X b/X" named already
+    half = (len(first) - 1) // 2
+    same = (b"--- " + first[:half], b"+++ " + first[half + 1:]) \
+        if first[2:half] == first[half + 3:] and not first.startswith(b'"') else ()
     for line in rest.split(b"\n"):
-        if line:
+        if line and line not in same:
             _header_line(acc, line)
     if hunks:
         body = b"\n" + hunks
