@@ -13,8 +13,10 @@ release branch) is one PR, taken at its own merge: a "Merge pull request #N" com
 "(#N)" subject, and the earliest such commit.
 
 History is read through two streaming git processes, whatever its length: one cheap pass
-lists the commits and picks out the PRs; a second streams the patches of only the PRs wanted
-(``git log --no-walk --stdin -p``), parsed as they arrive.
+lists the commits whose message may name a PR (``git log --grep``) and picks out the PRs; a
+second streams the patches of only the PRs wanted (``git log --no-walk --stdin -p``), parsed as
+they arrive. Beside them, ``rev-list --parents`` gives the commit graph that stacked PRs need,
+and one more ``log`` the authors of merge heads.
 """
 
 from __future__ import annotations
@@ -140,8 +142,8 @@ class GitSource:
 
     def list_pr_commits(self, fix_authors: bool = True) -> list[PRCommit]:
         """Every PR in the history, one commit per PR number (see the module docstring),
-        newest merge first, stacked PRs with their base_ref; one git process (two with
-        ``fix_authors``: see ``head_authors``), and one per stacked PR (``stack_bases``)."""
+        newest merge first, stacked PRs with their base_ref; two git processes (the PRs and
+        the commit graph), three with ``fix_authors`` (see ``head_authors``)."""
         commits, stack_bases = self.listing()
         bases = stack_bases(commits)
         commits = [_with_base(c, bases) for c in commits]
