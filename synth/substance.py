@@ -154,9 +154,12 @@ def _plumbing_stripped(s: str) -> bool:
         m = _FORWARD.match(s)
         if m and m.group(1).lower().lstrip("_") == m.group(2).lower().lstrip("_"):
             return True
-    # _DECLARE's forms: ending in "," or in a `tag`, or two words (a Go field): test the
-    # cheap part first, the regex backtracks on long lines
-    return (s[-1:] in (",", "`") or len(s.split()) <= 3) and bool(_DECLARE.match(s))
+    # _DECLARE's forms: ending in "," or in a `tag`, or two words (a Go field), and no
+    # parenthesis outside a tag: test the cheap part first, the regex backtracks on long lines
+    if s[-1:] == "`":
+        return bool(_DECLARE.match(s))
+    return ((s[-1:] == "," or len(s.split()) <= 3) and "(" not in s and ")" not in s
+            and bool(_DECLARE.match(s)))
 
 
 def _mechanical(line: str) -> bool:
