@@ -428,7 +428,7 @@ class _ChainWork:
         self.chain_id, self.repo, self.prs, self.foreign = chain_id, repo, prs, foreign
 
 
-HANDOFF_INTERVAL = 0.0002  # seconds: sys.setswitchinterval while chains are detected
+HANDOFF_INTERVAL = 0.0002  # seconds: sys.setswitchinterval in _quick_handoffs
 
 
 @contextlib.contextmanager

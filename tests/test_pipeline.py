@@ -58,3 +58,18 @@ def test_a_run_lets_go_of_the_file_while_its_source_is_slow(tmp_path):
     assert read.stdout.strip() == "2"  # the first batch was in, and readable, mid-run
     assert q(db, "SELECT count(*) FROM pull_requests") == [(4,)]
     assert q(db, "SELECT status FROM runs") == [("ok",)]
+
+
+def test_quick_handoffs_restore_the_switch_interval():
+    """The crawl's last step hands the GIL over every 0.2 ms (DuckDB's client needs it
+    after every task of a write); the process-wide interval comes back after, errors too."""
+    import pytest
+    from synth.stages import HANDOFF_INTERVAL, _quick_handoffs
+    before = sys.getswitchinterval()
+    with _quick_handoffs():
+        assert sys.getswitchinterval() == pytest.approx(HANDOFF_INTERVAL)
+    assert sys.getswitchinterval() == before
+    with pytest.raises(RuntimeError):
+        with _quick_handoffs():
+            raise RuntimeError("a stage failed")
+    assert sys.getswitchinterval() == before
