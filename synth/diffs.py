@@ -236,17 +236,27 @@ def _side_flags(path: str, lines: list[str]) -> list[bool]:
     outside a string, or inside one that its first triple quote closes), and the reading
     kept is the one under which fewer lines are taken for what they do not look like (a
     statement taken for text, prose taken for code); a tie keeps the first."""
-    flags = code_flags(path, lines)
     if language_of(path) != "python":
-        return flags
+        return code_flags(path, lines)
     quote = _first_quote(lines)
     if quote is None:
-        return flags
-    inside = code_flags(path, [quote] + lines)[1:]
+        return code_flags(path, lines)
+    # code_flags for both readings, with each line's prose test made once for all three uses
+    prose: dict[int, bool] = {}
+
+    def is_prose(i: int) -> bool:
+        p = prose.get(i)
+        if p is None:
+            p = prose[i] = bool(_PY_PROSE.match(lines[i]))
+        return p
+
+    flags = [f and not is_prose(i) for i, f in enumerate(_python_token_flags(lines))]
+    inside = [f and not is_prose(i)
+              for i, f in enumerate(_python_token_flags([quote] + lines)[1:])]
     score = 0  # lines the inside reading gets right, less those the first one does
-    for ln, a, b in zip(lines, flags, inside):
+    for i, (ln, a, b) in enumerate(zip(lines, flags, inside)):
         if a != b and ln.strip():  # only where the readings differ
-            looks = bool(_CODE_START.match(ln)) and not _PY_PROSE.match(ln)
+            looks = bool(_CODE_START.match(ln)) and not is_prose(i)
             score += 1 if b == looks else -1
     return inside if score > 0 else flags
 
@@ -284,15 +294,19 @@ def code_flags(path: str, lines: list[str]) -> list[bool]:
     if not lines:
         return []
     if lang == "python":
-        if not any('"""' in ln or "'''" in ln for ln in lines):
-            flags = [bool(s) and s[0] != "#" for s in map(str.strip, lines)]
-        else:
-            flags = _python_scan(lines) or _python_code_flags(lines) or [
-                bool(s) and not s.startswith("#") for s in map(str.strip, lines)]
-        return [f and not _PY_PROSE.match(ln) for f, ln in zip(flags, lines)]
+        return [f and not _PY_PROSE.match(ln) for f, ln in zip(_python_token_flags(lines), lines)]
     if lang in COMMENT_SYNTAX:
         return _table_code_flags(lines, *COMMENT_SYNTAX[lang])
     return [bool(ln.strip()) for ln in lines]
+
+
+def _python_token_flags(lines: list[str]) -> list[bool]:
+    """Per Python line: does it hold code tokens (not blank, comment or docstring)? Prose
+    is not tested here (``code_flags`` does)."""
+    if not any('"""' in ln or "'''" in ln for ln in lines):
+        return [bool(s) and s[0] != "#" for s in map(str.strip, lines)]
+    return _python_scan(lines) or _python_code_flags(lines) or [
+        bool(s) and not s.startswith("#") for s in map(str.strip, lines)]
 
 
 def _python_scan(lines: list[str]) -> list[bool] | None:
