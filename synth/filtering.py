@@ -22,7 +22,7 @@ from .errors import ConfigError
 from .models import Decision, PullRequest
 from .substance import analyse, file_lines
 
-FILTER_CODE_VERSION = "4"  # bump when decide() changes meaning, so decisions re-run
+FILTER_CODE_VERSION = "5"  # bump when decide() changes meaning, so decisions re-run
 
 # Codes that drop a PR. Everything else a decision carries is information.
 DROP_CODES = frozenset({
@@ -321,12 +321,14 @@ def _substance_verdicts(sub, cfg: dict, test_lines: int, every: bool = True) -> 
             f"of {sub.code_added} code lines added and {sub.code_deleted} deleted, "
             f"{sub.moved_lines} moved, {sub.renamed_lines} renamed, "
             f"{sub.plumbing_lines} plumbing, {sub.syntax_lines} punctuation")
-    removal = (sub.code_deleted >= cfg["removal_ratio"] * max(1, sub.code_added)
+    removal = ((sub.code_deleted >= cfg["removal_ratio"] * max(1, sub.code_added)
+                or sub.logic_deleted >= cfg["removal_ratio"] * max(1, sub.logic_added))
                and sub.logic_added < cfg["min_logic_lines"])
     out.add("substance.removal", removal, "removal",
-            lambda: f"{sub.code_deleted} code lines deleted, {sub.code_added} added "
-            f"(removal: {cfg['removal_ratio']:g}x as many deleted, and fewer than "
-            f"{cfg['min_logic_lines']:g} lines of new logic added)")
+            lambda: f"{sub.code_deleted} code lines deleted, {sub.code_added} added; "
+            f"{sub.logic_deleted} lines of logic deleted, {sub.logic_added} added "
+            f"(removal: {cfg['removal_ratio']:g}x as many deleted, code or logic, and "
+            f"fewer than {cfg['min_logic_lines']:g} lines of new logic added)")
     for rule, code, n, what in (
             ("substance.moved", "move_only", 2 * sub.moved_lines, "moved"),
             ("substance.renamed", "symbol_rename", 2 * sub.renamed_lines, None),

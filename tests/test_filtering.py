@@ -7,7 +7,7 @@ from datetime import datetime
 import pytest
 
 from synth.errors import ConfigError
-from synth.filtering import compile_rules, decide, load_rules
+from synth.filtering import analyze, compile_rules, decide, load_rules
 from synth.models import FileChange, PullRequest
 
 
@@ -114,10 +114,28 @@ def test_a_small_change_that_opens_no_branch_needs_more_logic(rules):
     assert decide(pr(fc("src/a.py", 11)), rules).kept  # enough logic without a branch
 
 
+def test_a_change_that_deletes_far_more_logic_than_it_adds_is_a_removal(rules):
+    # 12 lines of logic deleted, one added beside 4 imports: fewer than 3x as many code
+    # lines deleted as added (12 vs 5), but 12x as much logic
+    body = [f"+import mod_{i}" for i in range(4)] + ["+    return fallback(value)"]
+    body += [f"-    if value_{i} > {i}:\n-        total_{i} = compute({i}) * {i}"
+             for i in range(6)]
+    patch = "@@ -1,12 +1,5 @@\n" + "\n".join(body) + "\n"
+    d = decide(pr(fc("src/a.py", 5, 12, patch=patch, patch_bytes=len(patch))), rules)
+    m = d.metrics
+    assert (m["code_added"], m["code_deleted"], m["logic_added"]) == (5, 12, 1)
+    assert not d.kept and "removal" in d.reasons, d.reasons
+    _, verdicts = analyze(pr(fc("src/a.py", 5, 12, patch=patch, patch_bytes=len(patch))), rules)
+    removal = next(v for v in verdicts if v.rule == "substance.removal")
+    assert "12 lines of logic deleted, 1 added" in removal.detail
+
+
 @pytest.mark.parametrize("path,cls", [
     ("GNUmakefile", "build"), ("build/rules.mk", "build"), ("test_helpers.go", "tests"),
     ("internal/testutil/server.go", "tests"), ("router.go", "code"), ("ext/logo.ai", "assets"),
-    ("testdata/render.golden", "tests"), ("NOTICE", "docs"), (".coveragerc", "ci")])
+    ("testdata/render.golden", "tests"), ("NOTICE", "docs"), (".coveragerc", "ci"),
+    ("docs_src/tutorial/app_py310.py", "docs"), ("requirements/dev.in", "lockfile"),
+    ("requirements/docs.txt", "lockfile"), ("requirements-dev.in", "lockfile")])
 def test_file_classes(rules, path, cls):
     assert rules.classify(path) == cls
 
