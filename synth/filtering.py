@@ -229,12 +229,14 @@ def _metadata_verdicts(pr: PullRequest, rules: Rules, classes: dict[str, int], c
     title = pr.title or ""
     for code, rx in rules.titles:
         m = rx.search(title)
-        v.add(f"titles.{code}", bool(m), code,
-              lambda: f"title matches {m.group(0)!r}" if m else "title does not match")
+        if m or every:  # (names and details only for what is kept)
+            v.add(f"titles.{code}", bool(m), code,
+                  lambda: f"title matches {m.group(0)!r}" if m else "title does not match")
     for code, rx in rules.labels:
         hit = next((lb for lb in pr.labels if rx.search(lb)), None) if pr.labels else None
-        v.add(f"labels.{code}", hit is not None, code,
-              lambda: f"label {hit!r}" if hit else f"labels {list(pr.labels)}")
+        if hit is not None or every:
+            v.add(f"labels.{code}", hit is not None, code,
+                  lambda: f"label {hit!r}" if hit else f"labels {list(pr.labels)}")
     too_large = (pr.changed_files > s["max_files"] or changed > s["max_changed_lines"]
                  or patch_bytes > s["max_patch_bytes"] or truncated > 0)
     v.add("size.max", too_large, "too_large",
@@ -298,7 +300,9 @@ def _patch_verdicts(pr: PullRequest, rules: Rules, file_classes: dict[str, str],
     k = change_kinds([(files[i].path, files[i].status, files[i].patch, files[i].additions,
                        files[i].deletions) for i in judged], judged_code, [sides[i] for i in judged])
     for kind in sorted(rules.kinds):
-        v.add(f"change_kinds.{kind}", getattr(k, kind), kind, lambda: kind.replace("_", " "))
+        fired = getattr(k, kind)
+        if fired or every:
+            v.add(f"change_kinds.{kind}", fired, kind, lambda: kind.replace("_", " "))
     return v
 
 

@@ -15,6 +15,8 @@ from ..models import FileChange
 
 MAX_PATCH_KEEP = 1 << 20  # keep at most 1 MiB of patch text per file; count the rest
 COMMIT_MARK = b"\x00\x00synth-commit\x00"  # starts every commit's record in the stream
+GATHER_BYTES = 256 << 10  # a read that returns less than this waits GATHER_WAIT before the next
+GATHER_WAIT = 0.004  # seconds: git fills a 1 MiB pipe in about 40 ms
 
 
 def drained(stream, clock: Clock, max_blocks: int = 256) -> Iterator[bytes]:
@@ -30,6 +32,7 @@ def drained(stream, clock: Clock, max_blocks: int = 256) -> Iterator[bytes]:
     import os
     import queue
     import threading
+    import time
     fd = stream.fileno()
     try:  # a bigger pipe: fewer, larger reads (Linux; elsewhere the default stands)
         import fcntl
@@ -40,11 +43,15 @@ def drained(stream, clock: Clock, max_blocks: int = 256) -> Iterator[bytes]:
     stop = threading.Event()
 
     def pump() -> None:
+        small = False
         while True:
+            if small:  # let the pipe fill a while: fewer, larger blocks (fewer handovers)
+                time.sleep(GATHER_WAIT)
             try:
                 block = os.read(fd, 1 << 20)
             except OSError as exc:
                 block = exc
+            small = isinstance(block, bytes) and len(block) < GATHER_BYTES
             while True:
                 if stop.is_set():
                     return
