@@ -135,7 +135,9 @@ def test_a_change_that_deletes_far_more_logic_than_it_adds_is_a_removal(rules):
     ("internal/testutil/server.go", "tests"), ("router.go", "code"), ("ext/logo.ai", "assets"),
     ("testdata/render.golden", "tests"), ("NOTICE", "docs"), (".coveragerc", "ci"),
     ("docs_src/tutorial/app_py310.py", "docs"), ("requirements/dev.in", "lockfile"),
-    ("requirements/docs.txt", "lockfile"), ("requirements-dev.in", "lockfile")])
+    ("requirements/docs.txt", "lockfile"), ("requirements-dev.in", "lockfile"),
+    ("tqdm/tests/tests_tqdm.py", "tests"), ("src/pkg/tests/helpers.go", "tests"),
+    ("tests_version.py", "tests"), ("hooks/test/test.go", "code")])
 def test_file_classes(rules, path, cls):
     assert rules.classify(path) == cls
 
