@@ -122,10 +122,11 @@ def make_rewriter(settings: Settings, req: RunRequest, rules: Rules, clock=None)
                        prompts_dir=rw.prompts_dir, max_tokens=rw.max_tokens or None)
 
 
-def make_triage(settings: Settings, req: RunRequest, rules: Rules, clock=None):
-    """The optional LLM triage ([triage] enabled), or None."""
+def make_triage(settings: Settings, req: RunRequest, rules: Rules, clock=None,
+                force: bool = False):
+    """The optional LLM triage ([triage] enabled, or ``force``), or None."""
     tr = settings.triage
-    if not tr.enabled:
+    if not tr.enabled and not force:
         return None
     from .rewrite.llm import LLMClient
     from .rewrite.triage import Triage
@@ -367,10 +368,12 @@ def pr_chains(settings: Settings, ref: str):
 
 
 def filters_eval(settings: Settings, labels_paths: list[str] | str, clones: str | None = None,
-                 split: str | None = None):
+                 split: str | None = None, triage: bool = False, model: str | None = None):
     """The rules against hand labels: [(title, EvalReport)], one per split of the labelled
     set (tune, heldout) or one for plain label files. PRs come from the queue, or with
-    ``clones`` straight from the clones in that folder (no queue needed)."""
+    ``clones`` straight from the clones in that folder (no queue needed). With ``triage``,
+    the LLM triage ([triage] settings; ``model`` overrides) is asked about every labelled PR
+    the rules keep, and each split gets a second report: the rules and the triage together."""
     from .errors import SourceError
     from .evaluation import evaluate, read_labels
     if isinstance(labels_paths, str):
@@ -403,6 +406,8 @@ def filters_eval(settings: Settings, labels_paths: list[str] | str, clones: str 
                                                   if s == "heldout" else ""),
                     evaluate([lab for lab in labels if lab.split == s], decisions))
                    for s in splits]
+    if triage:
+        reports += _triaged_reports(settings, rules, labels, prs, decisions, splits, model)
     if not clones:  # the LLM triage's verdicts, where the queue holds any, judged apart
         verdicts = q.triage_verdicts(open_queue(settings), list(prs))
         judged = [lab for lab in labels if (lab.repo, lab.number) in verdicts]
@@ -414,6 +419,41 @@ def filters_eval(settings: Settings, labels_paths: list[str] | str, clones: str 
             reports.append((f"LLM triage ({', '.join(models)}), on the {len(judged)} labelled "
                             "PRs it judged (those the rules kept)", evaluate(judged, tri)))
     return reports
+
+
+def _triaged_reports(settings: Settings, rules: Rules, labels, prs: dict, decisions: dict,
+                     splits: list[str], model: str | None) -> list:
+    """Each split's figures with the LLM triage after the rules: a PR the rules keep and the
+    triage calls trivial is dropped (``triage_trivial``); one the triage cannot answer stays
+    as the rules decided, as in a run."""
+    from .evaluation import evaluate
+    from .models import Failure
+    tri = make_triage(settings, RunRequest(model=model), rules, force=True)
+    wanted = {(lab.repo, lab.number) for lab in labels}
+    combined = dict(decisions)
+    asked = failed = tokens = 0
+    cost = 0.0
+    for key in sorted(k for k in wanted if decisions[k].kept):
+        verdict = tri.judge(prs[key], decisions[key].metrics)
+        asked += 1
+        usage = verdict.usage if isinstance(verdict, Failure) else None
+        if isinstance(verdict, Failure):
+            failed += 1
+            log.warning("triage of %s#%d: %s", key[0], key[1], verdict.message)
+        else:
+            combined[key] = verdict
+            tokens += verdict.metrics["tokens_in"] + verdict.metrics["tokens_out"]
+            cost += verdict.metrics["cost_usd"]
+        if usage is not None:
+            tokens += usage.prompt_tokens + usage.completion_tokens
+            cost += usage.cost_usd
+    what = (f"rules + LLM triage ({tri.model}): {asked} kept PRs asked, {tokens} tokens, "
+            f"${cost:.4f}" + (f"; {failed} not answered, left as the rules decided"
+                              if failed else ""))
+    if splits == [""]:
+        return [(what, evaluate(labels, combined))]
+    return [(f"split: {s or '(none)'}, {what}",
+             evaluate([lab for lab in labels if lab.split == s], combined)) for s in splits]
 
 
 def _labelled_prs_from_clones(clones: str, labels) -> dict:

@@ -252,7 +252,8 @@ def cmd_explain(args, settings) -> int:
 
 def cmd_filters_eval(args, settings) -> int:
     from .evaluation import format_report
-    reports = app.filters_eval(settings, args.labels, clones=args.clones, split=args.split)
+    reports = app.filters_eval(settings, args.labels, clones=args.clones, split=args.split,
+                               triage=args.triage, model=args.model)
     print("\n\n".join(
         format_report(rep, title, list_errors=args.list_heldout or not title.startswith(
             "split: heldout")) for title, rep in reports))
@@ -431,6 +432,12 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--list-heldout", action="store_true",
                     help="list the held-out split's false positives and negatives too (by "
                     "default only its figures: look at its errors only once the rules are final)")
+    ev.add_argument("--triage", action="store_true",
+                    help="also ask the LLM triage ([triage] settings, any OpenAI-compatible "
+                    "endpoint) about every labelled PR the rules keep, and report the rules "
+                    "and the triage together, per split (one call per kept PR)")
+    ev.add_argument("--model", metavar="MODEL",
+                    help="the triage's model (default: [triage] model, then [rewrite] model)")
     ev.set_defaults(func=cmd_filters_eval)
 
     dd = sub.add_parser("dedupe", parents=[common], help="flag near-duplicate tasks",

@@ -108,3 +108,63 @@ def test_a_labelled_set_mined_from_clones_split_with_held_out_errors_unlisted(cl
     r = cli("filters", "eval", labels, "--clones", clones, "--split", "heldout", "--list-heldout")
     assert r.code == 0 and "kept but labelled trivial:" in r.out
     assert "split: tune" not in r.out
+
+
+def test_filters_eval_with_the_llm_triage_reports_rules_and_triage_together(cli, eval_repos,
+                                                                           tmp_path, monkeypatch):
+    """`filters eval --clones --triage`: every labelled PR the rules keep goes to the triage
+    (the OpenAI stand-in here, answering from the labels by the PR's title); each split gets
+    a second report, the rules and the triage together, with what the calls cost."""
+    import json
+    import re
+
+    from standins.openai_server import OpenAIStandIn
+
+    from synth.sources.git import GitSource
+    clones = tmp_path / "clones"
+    clones.mkdir()
+    (clones / "evalcorp+pyledger").symlink_to(eval_repos[0])
+    labels = {lab.number: lab.label for lab in read_labels(DATA / "eval_py_labels.tsv")}
+    src = GitSource(eval_repos[0])
+    label_of_title = {pr.title: labels[pr.number]
+                      for pr in src.pull_requests(src.list_pr_commits()) if pr.number in labels}
+
+    def oracle(request: dict) -> str:  # knows the label: the triage can only help here
+        text = request["messages"][-1]["content"]
+        title = re.search(r"Title: (.*)", text).group(1).strip()
+        verdict = label_of_title[title]
+        return json.dumps({"verdict": verdict, "reason": f"labelled {verdict}"})
+
+    lines = ["\t".join(("repo", "number", "commit", "label", "category", "split", "reason"))]
+    for i, (n, label) in enumerate(sorted(labels.items())):
+        lines.append("\t".join(("evalcorp/pyledger", str(n), "", label, "",
+                                "heldout" if i % 2 else "tune", "")))
+    set_tsv = tmp_path / "set.tsv"
+    set_tsv.write_text("\n".join(lines) + "\n")
+    loose = tmp_path / "loose.toml"  # keep more of the small PRs: some of them trivial
+    loose.write_text(LOOSE_SUBSTANCE)
+    from synth.filtering import default_rules_path
+    config = tmp_path / "synth.toml"
+    config.write_text(f'[filters]\nfiles = ["{default_rules_path()}", "{loose}"]\n')
+    with OpenAIStandIn(responder=oracle) as llm:
+        monkeypatch.setenv("OPENAI_BASE_URL", llm.base_url)
+        r = cli("filters", "eval", set_tsv, "--clones", clones, "--triage", "--model", "m",
+                "--config", config)
+        assert r.code == 0, r
+        calls = llm.calls
+    reports = re.split(r"\n+(?=split: )", r.out.strip())
+    assert len(reports) == 4, r.out  # per split: the rules, then the rules and the triage
+    rules_only = {rep.splitlines()[0]: rep for rep in reports if "LLM triage" not in rep}
+    both = [rep for rep in reports if "rules + LLM triage (m)" in rep]
+    assert len(both) == 2 and all("tokens" in rep and "$" in rep for rep in both)
+    kept = sum(int(re.search(r"^kept\s+(\d+)\s+(\d+)", rep, re.M).group(1))
+               + int(re.search(r"^kept\s+(\d+)\s+(\d+)", rep, re.M).group(2))
+               for rep in rules_only.values())
+    assert calls == kept  # one call per labelled PR the rules keep, no more
+    fps = [int(re.search(r"^kept\s+\d+\s+(\d+)", rep, re.M).group(1)) for rep in rules_only.values()]
+    assert sum(fps) > 0  # the loose rules keep trivial PRs: something for the triage to do
+    for rep in both:  # an oracle triage removes every false positive and keeps every true one
+        assert re.search(r"^kept\s+\d+\s+0$", rep, re.M), rep
+        assert rep.splitlines()[0].startswith("split: ")
+    held = next(rep for rep in both if rep.startswith("split: heldout"))
+    assert "kept but labelled trivial:" not in held  # a held-out split's errors stay unlisted
