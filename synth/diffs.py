@@ -160,7 +160,9 @@ _PY_KEYWORDS = ("and|as|assert|async|await|break|case|class|continue|def|del|eli
                 "print|raise|return|try|type|while|with|yield")
 # a Python line that cannot be code: two plain words in a row (no statement starts so but
 # with a keyword), a reStructuredText underline, field or directive, a doctest prompt
-_PY_PROSE = re.compile(rf"\s*(?:(?!(?:{_PY_KEYWORDS})\b)[A-Za-z][\w'’-]*\s+[A-Za-z][\w'’-]*"
+# (the lookahead for two words first: most code lines fail it before the keyword list is tried)
+_PY_PROSE = re.compile(rf"\s*(?:(?=[A-Za-z][\w'’-]*\s+[A-Za-z])(?!(?:{_PY_KEYWORDS})\b)"
+                       rf"[A-Za-z][\w'’-]*\s+[A-Za-z][\w'’-]*"
                        r"(?![\w'’-]*\s*[=(\[.:,])|[~=^*-]{3,}\s*$|:[a-z]+( [\w.]+)?:(\s|$)"
                        r"|\.\. \w+::|>>> )")
 

@@ -130,7 +130,11 @@ _NUMBER = re.compile(r"\b\d+(?:\.\d+)?\b")
 def _shape(line: str) -> str:
     """A line with its string and number literals blanked: the same edit made at several
     sites with different messages or constants has one shape."""
-    n = _norm(line)
+    return _shape_of(_norm(line))
+
+
+def _shape_of(n: str) -> str:
+    """``_shape`` of a line already normalised (``_norm``)."""
     if '"' in n or "'" in n or "`" in n:
         n = _STRING.sub('""', n)
     return _NUMBER.sub("0", n)
@@ -281,6 +285,7 @@ def analyse(files: list[FileLines]) -> Substance:
             moved_here = moved_at.get(fi, none) if side == "+" else none
             renamed_here = renamed_at.get((fi, side), none)
             seen_side = seen[side]
+            norms = norm_a[fi] if side == "+" else norm_d[fi]
             for i, line in enumerate(lines):
                 if i in moved_here:
                     s.moved_lines += 1
@@ -301,7 +306,7 @@ def analyse(files: list[FileLines]) -> Substance:
                 if _plumbing_stripped(stripped):
                     s.plumbing_lines += 1
                     continue
-                n = _shape(line)
+                n = _shape_of(norms[i])
                 if n in seen_side:  # the same edit again, at another site: counted once
                     s.repeated_lines += 1
                     continue
