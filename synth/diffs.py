@@ -65,7 +65,9 @@ def language_of(path: str) -> str | None:
 @lru_cache(maxsize=4096)
 def _glob_regex(pattern: str) -> re.Pattern:
     """A gitignore-flavoured glob: ``**`` spans folders; a pattern with no slash matches the
-    file name at any depth; a trailing slash means everything below that folder."""
+    file name at any depth; a trailing slash means everything below that folder. Smart case:
+    a pattern in lower case matches any case (``*.md``: README.MD), one with a capital
+    letter matches only that case (``LICENSE*``: LICENSE-MIT, not license_mit.go)."""
     pat = pattern.strip()
     if pat.endswith("/"):
         pat += "**"
@@ -98,7 +100,8 @@ def _glob_regex(pattern: str) -> re.Pattern:
         else:
             out.append(re.escape(pat[i]))
             i += 1
-    return re.compile("".join(out) + r"\Z", re.IGNORECASE)
+    flags = 0 if any(c.isupper() for c in pattern) else re.IGNORECASE
+    return re.compile("".join(out) + r"\Z", flags)
 
 
 class PathClassifier:
@@ -109,8 +112,10 @@ class PathClassifier:
         self._rules: list[tuple[str, re.Pattern]] = []
         for name, patterns in classes.items():
             if patterns:
-                joined = "|".join(f"(?:{_glob_regex(p).pattern[:-2]})" for p in patterns)
-                self._rules.append((name, re.compile(f"(?:{joined})\\Z", re.IGNORECASE)))
+                joined = "|".join(
+                    f"(?{'i' if rx.flags & re.IGNORECASE else ''}:{rx.pattern[:-2]})"
+                    for rx in map(_glob_regex, patterns))
+                self._rules.append((name, re.compile(f"(?:{joined})\\Z")))
         self._cache: dict[str, str] = {}
 
     def __call__(self, path: str) -> str:

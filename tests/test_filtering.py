@@ -137,7 +137,11 @@ def test_a_change_that_deletes_far_more_logic_than_it_adds_is_a_removal(rules):
     ("docs_src/tutorial/app_py310.py", "docs"), ("requirements/dev.in", "lockfile"),
     ("requirements/docs.txt", "lockfile"), ("requirements-dev.in", "lockfile"),
     ("tqdm/tests/tests_tqdm.py", "tests"), ("src/pkg/tests/helpers.go", "tests"),
-    ("tests_version.py", "tests"), ("hooks/test/test.go", "code")])
+    ("tests_version.py", "tests"), ("hooks/test/test.go", "code"),
+    # smart case: a pattern with capitals matches only capitals, a lower-case one any case
+    ("cobra/cmd/license_mit.go", "code"), ("django/middleware/security.py", "code"),
+    ("LICENSE-MIT", "docs"), ("LICENSE", "docs"), ("license", "docs"), ("LICENCE", "docs"),
+    ("README.MD", "docs"), ("SECURITY.md", "docs"), ("debian/changelog", "docs")])
 def test_file_classes(rules, path, cls):
     assert rules.classify(path) == cls
 
