@@ -22,7 +22,7 @@ from .errors import ConfigError
 from .models import Decision, PullRequest
 from .substance import analyse, file_lines
 
-FILTER_CODE_VERSION = "5"  # bump when decide() changes meaning, so decisions re-run
+FILTER_CODE_VERSION = "6"  # bump when decide() changes meaning, so decisions re-run
 
 # Codes that drop a PR. Everything else a decision carries is information.
 DROP_CODES = frozenset({
