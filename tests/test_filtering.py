@@ -141,7 +141,9 @@ def test_a_change_that_deletes_far_more_logic_than_it_adds_is_a_removal(rules):
     # smart case: a pattern with capitals matches only capitals, a lower-case one any case
     ("cobra/cmd/license_mit.go", "code"), ("django/middleware/security.py", "code"),
     ("LICENSE-MIT", "docs"), ("LICENSE", "docs"), ("license", "docs"), ("LICENCE", "docs"),
-    ("README.MD", "docs"), ("SECURITY.md", "docs"), ("debian/changelog", "docs")])
+    ("README.MD", "docs"), ("SECURITY.md", "docs"), ("debian/changelog", "docs"),
+    ("recipe/vendor/golang.org/x/net/context.go", "vendored"),
+    ("Godeps/_workspace/src/github.com/stretchr/objx/map.go", "vendored")])
 def test_file_classes(rules, path, cls):
     assert rules.classify(path) == cls
 
