@@ -143,7 +143,8 @@ def test_a_change_that_deletes_far_more_logic_than_it_adds_is_a_removal(rules):
     ("LICENSE-MIT", "docs"), ("LICENSE", "docs"), ("license", "docs"), ("LICENCE", "docs"),
     ("README.MD", "docs"), ("SECURITY.md", "docs"), ("debian/changelog", "docs"),
     ("recipe/vendor/golang.org/x/net/context.go", "vendored"),
-    ("Godeps/_workspace/src/github.com/stretchr/objx/map.go", "vendored")])
+    ("Godeps/_workspace/src/github.com/stretchr/objx/map.go", "vendored"),
+    ("cmd/kitgen/testdata/foo/service.go", "tests"), ("v2/examples/greet/main.go", "docs")])
 def test_file_classes(rules, path, cls):
     assert rules.classify(path) == cls
 
