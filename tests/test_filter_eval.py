@@ -168,3 +168,35 @@ def test_filters_eval_with_the_llm_triage_reports_rules_and_triage_together(cli,
         assert rep.splitlines()[0].startswith("split: ")
     held = next(rep for rep in both if rep.startswith("split: heldout"))
     assert "kept but labelled trivial:" not in held  # a held-out split's errors stay unlisted
+
+
+def test_the_labelled_set_of_real_prs_is_well_formed():
+    """data/labels/real_prs.tsv (filters/RUBRIC.md): one row per PR, a commit to re-read it
+    from, a label and a category from the rubric, the majority of its labellers' labels, and
+    a split by repository (no project in both the tune and the held-out split)."""
+    import csv
+    import re
+
+    path = Path(__file__).parent.parent / "data" / "labels" / "real_prs.tsv"
+    labels = read_labels(path)  # the reader's own checks first
+    with open(path, encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh, delimiter="\t"))
+    assert len(rows) == len(labels) >= 300
+    keys = [(r["repo"], int(r["number"])) for r in rows]
+    assert len(set(keys)) == len(keys)
+    rubric = (Path(__file__).parent.parent / "filters" / "RUBRIC.md").read_text(encoding="utf-8")
+    categories = set(re.findall(r"^\| `(\w+)` \|", rubric, re.M)) | {
+        "feature", "bugfix", "redesign", "performance"}
+    splits: dict[str, set[str]] = {}
+    for r in rows:
+        assert re.fullmatch(r"[0-9a-f]{40}", r["commit"]), r
+        assert r["label"] in ("substantive", "trivial") and r["category"] in categories, r
+        assert (r["category"] in ("feature", "bugfix", "redesign", "performance")) == (
+            r["label"] == "substantive"), r
+        assert r["label2"] in ("substantive", "trivial"), r
+        # the label is the majority: both passes agree, or a third broke the tie
+        assert r["label"] == (r["label3"] or r["label2"]), r
+        splits.setdefault(r["split"], set()).add(r["repo"])
+    assert set(splits) == {"tune", "heldout"}
+    assert not splits["tune"] & splits["heldout"]
+    assert len(splits["heldout"]) >= 2
