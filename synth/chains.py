@@ -21,7 +21,8 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass
-from datetime import datetime
+from bisect import bisect_left
+from datetime import datetime, timedelta, timezone
 
 from .diffs import changed_lines
 from .errors import ConfigError
@@ -252,14 +253,30 @@ def _days(a: datetime | None, b: datetime | None) -> float:
     return abs((b - a).total_seconds()) / 86400
 
 
-def _shared_lines(a: _Profile, b: _Profile) -> tuple[int, str | None]:
-    """How many lines A added does B change (remove or rewrite), and in which file."""
+_DAY = timedelta(days=1)
+_MICRO = timedelta(microseconds=1)
+
+
+def _micros(when: datetime) -> int:
+    """A merge time as whole microseconds: gaps between two are exact integers."""
+    return (when - (_EPOCH if when.tzinfo else _NAIVE_EPOCH)) // _MICRO
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_NAIVE_EPOCH = datetime(1970, 1, 1)
+_DAY_US = _DAY // _MICRO
+
+
+def _shared_lines(a: _Profile, removed: list[tuple[str, set[str]]]) -> tuple[int, str | None]:
+    """How many lines A added does B change (B's ``removed``, by file), and in which file."""
     best, where = 0, None
     added = a.lines.added
-    for path, gone in b.lines.removed.items():
-        n = len(gone & added.get(path, set()))
-        if n > best:
-            best, where = n, path
+    for path, gone in removed:
+        mine = added.get(path)
+        if mine:
+            n = len(gone & mine)
+            if n > best:
+                best, where = n, path
     return best, where
 
 
@@ -290,6 +307,9 @@ def links(prs: list[PullRequest], classify, rules: ChainRules,
     last_with_issue: dict[int, int] = {}
     by_author: dict[str, list[int]] = {}
     by_file: dict[str, list[int]] = {}
+    file_times: dict[str, list[int]] = {}  # beside by_file: each PR's merge, in microseconds
+    when = {p.number: _micros(p.merged_at) for p in prs}
+    reach = window * _DAY_US
     for p in prs:
         b = prof[p.number]
         if b.full_revert:
@@ -315,45 +335,52 @@ def links(prs: list[PullRequest], classify, rules: ChainRules,
                     add(n, p.number, "reference", f"#{p.number} is part {b.part[0]} after "
                         f"#{n}, part {a.part[0]}, with a like title, in files both change")
                     break
+        now = when[p.number]
         earlier: set[int] = set()
-        for path in b.files:
-            for n in reversed(by_file.get(path, ())):
-                if _days(prof[n].pr.merged_at, p.merged_at) > window:
-                    break
-                earlier.add(n)
+        for path in b.files:  # the PRs in reach that changed one of b's files
+            if path in by_file:
+                earlier.update(by_file[path][bisect_left(file_times[path], now - reach):])
         fix, author = None, None  # the best implicit link of each kind: one earlier PR each
         removed = None  # lines b removes: counted when an earlier PR is compared
-        for n in sorted(earlier, key=order.get, reverse=True):
+        gone: list[tuple[str, set[str]]] = []  # and by file
+        free = None  # the names b uses and does not define
+        for n in sorted(earlier, key=order.get, reverse=True) if not b.sweeping else ():
             a = prof[n]
-            gap = _days(a.pr.merged_at, p.merged_at)
+            gap = (now - when[n]) / _DAY_US
             same_author = a.author and a.author == b.author and not p.author_is_bot
-            if a.full_revert or a.sweeping or b.sweeping or not ((gap <= rules.fix_days and b.fixy)
-                                     or (same_author and gap <= rules.author_days)):
+            if a.full_revert or a.sweeping or not ((gap <= rules.fix_days and b.fixy)
+                                                   or (same_author and gap <= rules.author_days)):
                 continue
-            shared, where = _shared_lines(a, b)
             if removed is None:
-                removed = sum(len(v) for v in b.lines.removed.values())
+                gone = [(path, lines) for path, lines in b.lines.removed.items() if lines]
+                removed = sum(len(lines) for _, lines in gone)
+            shared, where = _shared_lines(a, gone) if gone else (0, None)
             if (b.fixy and gap <= rules.fix_days and shared
                     and (shared >= 3 or shared >= FIX_SHARE * removed)
                     and (fix is None or shared > fix[0])):
                 fix = (shared, n, f"#{p.number}, a fix {gap:.0f} days later, rewrites "
                        f"{shared} line(s) #{n} added in {where}")
             if same_author and gap <= rules.author_days:
-                uses = sorted(a.lines.defines & (b.lines.words - b.lines.defines)) \
-                    if a.lines.defines else []
                 if (shared >= MIN_AUTHOR_LINES and shared >= AUTHOR_SHARE * removed
                         and (author is None or shared > author[0])):
                     author = (shared, n, f"same author ({p.author}), {gap:.0f} days later, "
                               f"rewrites {shared} line(s) #{n} added in {where}")
-                elif uses and author is None:
+                    continue
+                if author is not None or not a.lines.defines:
+                    continue
+                if free is None:
+                    free = b.lines.words - b.lines.defines
+                uses = sorted(a.lines.defines & free)
+                if uses:
                     author = (0, n, f"same author ({p.author}), {gap:.0f} days later, in files "
                               f"both change, uses {', '.join(uses[:3])} that #{n} added")
         for kind, best in (("fix", fix), ("author", author)):
             if best is not None:
                 add(best[1], p.number, kind, best[2])
         by_author.setdefault(b.author, []).append(p.number)
-        for path in b.files:
+        for path in b.files:  # in merge order: times never decrease along a file's list
             by_file.setdefault(path, []).append(p.number)
+            file_times.setdefault(path, []).append(now)
     out = [ChainLink(a, b, kind, detail) for (a, b, kind), detail in found.items()]
     return sorted(out, key=lambda lk: (RANK[lk.kind], order[lk.later] - order[lk.earlier],
                                        lk.earlier, lk.later))
