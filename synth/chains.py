@@ -26,7 +26,7 @@ from datetime import datetime, timedelta, timezone
 
 from .diffs import changed_lines
 from .errors import ConfigError
-from .models import Chain, ChainLink, Decision, PullRequest
+from .models import INFO_CODES, Chain, ChainLink, Decision, PullRequest
 
 CHAIN_CODE_VERSION = "1"  # bump when detection changes meaning
 
@@ -398,7 +398,6 @@ def _similar(a: frozenset[str], b: frozenset[str]) -> bool:
 
 def eligible(d: Decision, rules: ChainRules) -> bool:
     """A PR may be a chain member when kept, or dropped only for being small of its kind."""
-    from .filtering import INFO_CODES
     drops = [r for r in d.reasons if r not in INFO_CODES]
     return d.kept or (bool(drops) and set(drops) <= rules.member_codes)
 

@@ -19,7 +19,7 @@ from .chains import ChainRules, chain_rules
 from .diffs import (PathClassifier, change_kinds, changed_lines, count_code_lines,
                     patch_code_flags)
 from .errors import ConfigError
-from .models import Decision, PullRequest
+from .models import INFO_CODES, Decision, PullRequest  # noqa: F401 (INFO_CODES: re-exported)
 from .substance import analyse, file_lines
 
 FILTER_CODE_VERSION = "6"  # bump when decide() changes meaning, so decisions re-run
@@ -36,10 +36,6 @@ DROP_CODES = frozenset({
     # a PR whose files all fall in one trivial class: <class>_only
     "docs_only", "tests_only", "ci_only", "lockfile_only", "generated_only", "vendored_only",
     "build_only", "assets_only",
-})
-INFO_CODES = frozenset({
-    "substantive", "has_tests", "binary_files", "non_utf8_patch", "patch_truncated",
-    "patches_missing", "triage_substantive",
 })
 
 _SIZE_KEYS = {"max_files": 60, "max_changed_lines": 3000, "max_patch_bytes": 2_000_000}

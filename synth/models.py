@@ -146,6 +146,13 @@ class PullRequest:
         return len(self.files)
 
 
+# reason codes that say something about a PR without dropping it
+INFO_CODES = frozenset({
+    "substantive", "has_tests", "binary_files", "non_utf8_patch", "patch_truncated",
+    "patches_missing", "triage_substantive",
+})
+
+
 @dataclass(frozen=True, slots=True)
 class Decision:
     """The filter's verdict on one PR, with every reason code that fired.

@@ -123,8 +123,11 @@ def _norm(line: str) -> str:
     return " ".join(line.split())
 
 
-_STRING = re.compile(r"""("(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|`[^`]*`)""")
+# a string literal, its loop unrolled (a run of plain characters, then an escape and another
+# run): the same matches as ("(?:[^"\\]|\\.)*"|...), with one step per run, not per character
+_STRING = re.compile(r"""("[^"\\]*(?:\\.[^"\\]*)*"|'[^'\\]*(?:\\.[^'\\]*)*'|`[^`]*`)""")
 _NUMBER = re.compile(r"\b\d+(?:\.\d+)?\b")
+_DIGIT = re.compile(r"\d")
 
 
 def _shape(line: str) -> str:
@@ -137,7 +140,7 @@ def _shape_of(n: str) -> str:
     """``_shape`` of a line already normalised (``_norm``)."""
     if '"' in n or "'" in n or "`" in n:
         n = _STRING.sub('""', n)
-    return _NUMBER.sub("0", n)
+    return _NUMBER.sub("0", n) if _DIGIT.search(n) else n
 
 
 def _syntax(line: str) -> bool:
