@@ -159,6 +159,27 @@ def test_explicit_references_parts_and_what_is_not_a_series():
     assert (2, 7, "reference") in found  # "depends on #2"; "2 days" is not a reference
 
 
+def test_fix_and_author_links_reach_exactly_their_windows():
+    """A fix reaches back fix_days (60) and a same-author change author_days (30), to the
+    second: at the edge a link, a minute beyond it none."""
+    lines = [f"total_{i} = compute_subtotal(order_{i}, discount_{i})" for i in range(4)]
+    new = [f"total_{i} = compute_subtotal(order_{i}, discount_{i}, tax)" for i in range(4)]
+    minute = 1 / (24 * 60)
+
+    def found(later_days: float, title: str, author: str) -> set:
+        a = pr(1, "Add order totals", author="ann", files=(f("src/orders.py", lines),))
+        b = pr(2, title, author=author, days=later_days,
+               files=(f("src/orders.py", new, removed=lines),))
+        return {(lk.earlier, lk.later, lk.kind) for lk in links([a, b], RULES.classify,
+                                                                 RULES.chains)}
+
+    assert RULES.chains.fix_days == 60 and RULES.chains.author_days == 30
+    assert (1, 2, "fix") in found(60, "Fix the order total", "bob")
+    assert not found(60 + minute, "Fix the order total", "bob")
+    assert (1, 2, "author") in found(30, "Apply tax to order totals", "ann")
+    assert not found(30 + minute, "Apply tax to order totals", "ann")
+
+
 def test_chains_stay_within_their_bounds_and_are_judged_as_a_whole():
     series = [pr(n, f"Step {n}", f"Follow-up to #{n - 1}" if n > 1 else "", days=n * 10)
               for n in range(1, 9)]
