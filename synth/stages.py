@@ -71,6 +71,7 @@ class Crawl:
         self._counters: dict[int, dict[str, int]] = {}  # per source: counters already sent
         # the repository being crawled: its decisions, and the PRs that may join a chain
         self._mem: tuple[dict[int, Decision], list[PullRequest]] = ({}, [])
+        self._failed: set[int] = set()  # its PRs the source could not read before
 
     def run(self) -> None:
         try:
@@ -96,8 +97,8 @@ class Crawl:
             if ctx.clock.stopping:
                 return
             ctx.writer.flush()  # what this run wrote is known before the repo is read
-            known, cursor = q.crawl_state(ctx.queue, repo.full_name, ctx.rules.version,
-                                          getattr(source, "kind", "git"))
+            known, cursor, self._failed = q.crawl_state(
+                ctx.queue, repo.full_name, ctx.rules.version, getattr(source, "kind", "git"))
             if known is None:
                 log.warning("the queue is busy: %s is read in full (writes are idempotent)",
                             repo.full_name)
@@ -177,6 +178,8 @@ class Crawl:
                 d = Decision(pr.repo, pr.number, False, ("excluded",) + tuple(
                     r for r in d.reasons if r != "substantive"), d.filter_version, d.metrics)
             batch.decisions.append(d)
+            if pr.number in self._failed:  # read at last: its source failure is over
+                batch.resolved.append(("source", pr.repo, pr.number))
             self._mem[0][pr.number] = d  # for the chains of a first crawl
             if chains.eligible(d, ctx.rules.chains):
                 self._mem[1].append(pr)

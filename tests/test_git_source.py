@@ -217,3 +217,87 @@ def test_a_remote_only_branch_is_read_too(tmp_path):
     subprocess.run(["git", "clone", "-q", str(origin), str(clone)], check=True)
     src = GitSource(clone, repo_name="acme/widgets")
     assert sorted(c.number for c in src.list_pr_commits()) == [1, 2]
+
+
+def test_a_commit_git_cannot_read_is_a_recorded_skip_and_the_rest_are_read(tmp_path, cli):
+    """Objects missing from a clone (a partial clone, a damaged pack): git stops in the middle
+    of its patch stream. The PR it stopped at is recorded as a failure (not stored as an empty
+    change), git starts again after it, every other PR is read whole; once the objects are
+    back, the next run reads the skipped PRs and closes their failures."""
+    import duckdb
+    body = "\n".join(f"def step_{i}(x):\n    return x * {i} + {i * 7}\n" for i in range(12))
+    history = {"repo": {"name": "acme/widgets"}, "commits": [
+        {"kind": "direct", "message": "init", "author": "Ann <ann@example.com>",
+         "date": "2024-03-01T09:00:00+00:00", "files": {"src/core.py": "x = 1\n"}},
+        *[_c("squash", n, f"Feature {n}", n + 1, files={f"src/f{n}.py": body + f"\nN = {n}\n"})
+          for n in (1, 2, 4, 6)],
+        _c("squash", 3, "Feature 3", 4, files={"src/lost.py": body + "\nLOST = 3\n"}),
+        _c("squash", 5, "Feature 5", 6, files={"pkg/deep.py": body + "\nDEEP = 5\n"}),
+    ]}
+    path = build_repository(history, tmp_path / "r")
+    git_dir = GitSource(path).git_dir
+
+    def rev(spec: str) -> str:
+        return subprocess.run(["git", "--git-dir", str(git_dir), "rev-parse", spec],
+                              capture_output=True, text=True, check=True).stdout.strip()
+
+    commits = {c.number: c.sha for c in GitSource(path).list_pr_commits()}
+    # a blob (git fails while writing #3's patch) and a tree (git fails before #5's header)
+    lost = {oid: git_dir / "objects" / oid[:2] / oid[2:]
+            for oid in (rev(f"{commits[3]}:src/lost.py"), rev(f"{commits[5]}:pkg"))}
+    assert all(p.exists() for p in lost.values())  # loose objects, as a fresh history has them
+    kept = {oid: p.read_bytes() for oid, p in lost.items()}
+    for p in lost.values():
+        p.unlink()
+
+    db = tmp_path / "q.duckdb"
+    r = cli("run", "--git", path, "--no-rewrite", "--db", db)
+    assert r.code == 3, r  # partial: two PRs skipped, recorded
+    con = duckdb.connect(str(db), read_only=True)
+    decided = dict(con.execute("SELECT number, reasons FROM candidates").fetchall())
+    failures = con.execute("SELECT number, reason, message, resolved FROM failures "
+                           "WHERE stage = 'source' ORDER BY number").fetchall()
+    files = dict(con.execute("SELECT number, count(*) FROM pr_files GROUP BY 1").fetchall())
+    con.close()
+    assert sorted(decided) == [1, 2, 4, 6]  # read whole, none as an empty change
+    assert all(files[n] == 1 and "empty_change" not in decided[n] for n in decided)
+    assert [(n, reason, resolved) for n, reason, _, resolved in failures] == [
+        (3, "unreadable_diff", False), (5, "unreadable_diff", False)]
+    assert all("git cannot read the diff" in m and "unable to read" in m for _, _, m, _ in failures)
+
+    for oid, p in lost.items():  # the objects are back (fetched again)
+        p.parent.mkdir(exist_ok=True)
+        p.write_bytes(kept[oid])
+    r = cli("run", "--git", path, "--no-rewrite", "--db", db)
+    assert r.code == 0, r
+    con = duckdb.connect(str(db), read_only=True)
+    assert sorted(n for (n,) in con.execute("SELECT number FROM candidates").fetchall()) == \
+        [1, 2, 3, 4, 5, 6]
+    assert con.execute("SELECT count(*) FROM failures WHERE NOT resolved").fetchone() == (0,)
+    con.close()
+
+
+def test_a_clone_whose_diffs_all_fail_stops_with_a_hint(tmp_path):
+    """Ten commits in a row that git cannot read: not ten skips and on, but an error that
+    says what is likely wrong."""
+    from synth.sources.git import MAX_UNREADABLE
+    history = {"repo": {"name": "acme/widgets"}, "commits": [
+        {"kind": "direct", "message": "init", "author": "Ann <ann@example.com>",
+         "date": "2024-03-01T09:00:00+00:00", "files": {"src/core.py": "x = 1\n"}},
+        *[_c("squash", n, f"Feature {n}", n + 1, files={f"src/f{n}.py": f"N = {n}\n"})
+          for n in range(1, MAX_UNREADABLE + 3)],
+    ]}
+    path = build_repository(history, tmp_path / "r")
+    src = GitSource(path)
+    commits = src.list_pr_commits()
+    for c in commits:  # every PR's new blob gone
+        oid = subprocess.run(["git", "--git-dir", str(src.git_dir), "rev-parse",
+                              f"{c.sha}:src/f{c.number}.py"], capture_output=True, text=True,
+                             check=True).stdout.strip()
+        (src.git_dir / "objects" / oid[:2] / oid[2:]).unlink()
+    skipped: list = []
+    with pytest.raises(SourceError, match="commits in a row.*partial or shallow"):
+        list(src.pull_requests(commits, unreadable=skipped))
+    assert len(skipped) == MAX_UNREADABLE - 1
+    with pytest.raises(SourceError, match="git cannot read the diff"):  # no list: no skipping
+        list(src.pull_requests(commits))

@@ -157,8 +157,8 @@ def test_reads_during_a_run_share_the_file_with_a_reading_curator(tmp_path):
     try:
         assert curator.stdout.readline().strip() == "reading"
         with queue.holding():
-            known, cursor = crawl_state(queue, "o/r", "v1", "git")  # read-only, like the curator
-            assert known == {1} and cursor is None
+            known, cursor, failed = crawl_state(queue, "o/r", "v1", "git")  # read-only
+            assert known == {1} and cursor is None and failed == set()
             res = queue.write(Batch(pull_requests=[pr(2)]))  # a write waits, then spools
             assert res.spooled == 1
     finally:

@@ -59,12 +59,13 @@ def load_pull_requests(queue: "Queue", keys: list[tuple[str, int]]) -> list[Pull
 
 
 def crawl_state(queue: "Queue", repo: str, filter_version: str, source: str
-                ) -> tuple[set[int] | None, Cursor | None]:
+                ) -> tuple[set[int] | None, Cursor | None, set[int]]:
     """What a crawl of one repository starts from, in one connection: the PR numbers already
     decided with this filter version (None when the queue is busy: the caller then re-reads
-    everything, as writes are idempotent), and the source's saved cursor."""
+    everything, as writes are idempotent), the source's saved cursor, and the PRs the source
+    could not read before (open failures of the source stage: resolved once decided)."""
     if not queue.path.exists():
-        return set(), None
+        return set(), None, set()
     try:
         with queue.connect(read_only=True, wait=queue.busy_timeout) as con:
             known = {r[0] for r in con.execute(
@@ -72,13 +73,16 @@ def crawl_state(queue: "Queue", repo: str, filter_version: str, source: str
                 [repo, filter_version]).fetchall()}
             row = con.execute("SELECT watermark, cursor, state FROM cursors WHERE repo = ? "
                               "AND source = ?", [repo, source]).fetchone()
+            failed = {r[0] for r in con.execute(
+                "SELECT number FROM failures WHERE stage = 'source' AND repo = ? AND number > 0 "
+                "AND NOT resolved", [repo]).fetchall()}
     except QueueBusy:
-        return None, None
+        return None, None, set()
     if not row:
-        return known, None
+        return known, None, failed
     watermark, cur, state = row
     state = json.loads(state) if isinstance(state, str) else (state or {})
-    return known, Cursor(repo, source, watermark, cur, state)
+    return known, Cursor(repo, source, watermark, cur, state), failed
 
 
 def pending_rewrites(queue: "Queue", rewriter: str, model: str | None, prompt_version: str,

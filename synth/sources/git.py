@@ -33,9 +33,10 @@ import git  # GitPython
 
 from ..clock import Clock
 from ..errors import EmptyHistory, NotAGitRepository, SourceError
-from ..models import Cursor, FileChange, PullRequest, Repo, SourceBatch
+from ..models import Cursor, Failure, FileChange, PullRequest, Repo, SourceBatch
 from .gitpatch import MAX_PATCH_KEEP, drained, parse_log_patches  # noqa: F401 (re-exported)
 
+MAX_UNREADABLE = 10  # commits in a row whose diff git cannot read: then the repository fails
 # what git's --grep keeps for the listing: every message that may hold a PR subject
 _PR_GREP = ("-E", "--grep=^Merge pull request #[0-9]", "--grep=\\(#[0-9]+\\)[[:space:]]*$")
 MERGE_RE = re.compile(r"^Merge pull request #(\d+)\b(?: from (\S+))?")
@@ -200,14 +201,51 @@ class GitSource:
 
     def pull_requests(self, commits: Iterable[PRCommit],
                       authors: "Callable[[], dict[str, str]] | None" = None,
-                      bases: "Callable[[], dict[str, str]] | None" = None) -> Iterator[PullRequest]:
+                      bases: "Callable[[], dict[str, str]] | None" = None,
+                      unreadable: "list[Failure] | None" = None) -> Iterator[PullRequest]:
         """Full PRs (files, stats, patches) for the given commits, in the order given.
         ``authors`` and ``bases``, when given, answer ``head_authors`` and the stacked PRs'
         base_ref for commits listed without them (``listing``); they are asked once the
-        patches are under way (so they may run meanwhile)."""
+        patches are under way (so they may run meanwhile).
+
+        A commit whose diff git cannot read (an object missing from a partial or damaged
+        clone) is never handed over as a PR: with ``unreadable``, it goes there as a Failure
+        and git starts again after it (the PRs after it are read all the same; after
+        MAX_UNREADABLE such commits in a row, SourceError); without, SourceError."""
         commits = list(commits)
-        if not commits:
-            return
+        names: dict[str, str] | None = None
+        stacked: dict[str, str] | None = None
+
+        def to_pr(c: PRCommit, files: tuple[FileChange, ...]) -> PullRequest:
+            nonlocal names, stacked
+            if names is None:
+                names = authors() if authors is not None else {}
+                stacked = bases() if bases is not None else {}
+            return self._to_pr(_with_base(_with_author(c, names), stacked), files)
+
+        in_a_row = 0
+        while commits:
+            failed = yield from self._stream(commits, to_pr)
+            if failed is None:
+                return
+            c, err, done = failed
+            in_a_row = 1 if done else in_a_row + 1
+            message = (f"git cannot read the diff of {c.sha[:12]} (PR #{c.number}) in "
+                       f"{self.path}: {err}")
+            if unreadable is None or in_a_row >= MAX_UNREADABLE:
+                more = (f" ({in_a_row} commits in a row: are objects missing from this "
+                        "clone, a partial or shallow one? `git fetch` them, or run "
+                        "`git fsck`)") if in_a_row > 1 else ""
+                raise SourceError(message + more)
+            unreadable.append(Failure("source", "unreadable_diff", message, repo=self.repo_name,
+                                      number=c.number, detail=err))
+            commits = commits[commits.index(c) + 1:]
+
+    def _stream(self, commits: list[PRCommit], to_pr) -> Iterator[PullRequest]:
+        """One git process over ``commits``: their PRs, in order. Returns None when git
+        read them all, or (the commit git failed on, git's message, how many PRs came
+        before it) when git failed in the middle of a commit's diff; every commit before
+        that one was handed over whole, that one is not (its record may be cut short)."""
         by_sha = {c.sha: c for c in commits}
         files_by_sha: dict[str, tuple[FileChange, ...]] = {}
         proc = subprocess.Popen(
@@ -219,36 +257,55 @@ class GitSource:
         proc.stdin.write(("\n".join(by_sha) + "\n").encode())
         proc.stdin.close()
         blocks = drained(proc.stdout, self.clock)
+        done = 0
         try:
-            names: dict[str, str] | None = None
-            stacked: dict[str, str] | None = None
-
-            def to_pr(c: PRCommit, files: tuple[FileChange, ...]) -> PullRequest:
-                nonlocal names, stacked
-                if names is None:
-                    names = authors() if authors is not None else {}
-                    stacked = bases() if bases is not None else {}
-                return self._to_pr(_with_base(_with_author(c, names), stacked), files)
-
             order = iter(commits)
-            pending = next(order)
-            for sha, files in parse_log_patches(blocks):
-                files_by_sha[sha] = files
-                while pending is not None and pending.sha in files_by_sha:
-                    yield to_pr(pending, files_by_sha.pop(pending.sha))
-                    pending = next(order, None)
+            pending: PRCommit | None = next(order)
+            last: tuple[str, tuple[FileChange, ...]] | None = None  # whole once the next begins
+            for record in parse_log_patches(blocks):
+                if last is not None:
+                    files_by_sha[last[0]] = last[1]
+                    while pending is not None and pending.sha in files_by_sha:
+                        yield to_pr(pending, files_by_sha.pop(pending.sha))
+                        done += 1
+                        pending = next(order, None)
+                last = record
+            blocks.close()
+            proc.stdout.close()
+            err = proc.stderr.read().decode(errors="replace").strip() if proc.stderr else ""
+            code = proc.wait()
+            if code != 0:  # git stopped at a commit it could not read: which one?
+                if last is not None and self._readable(last[0]):
+                    files_by_sha[last[0]] = last[1]  # whole: git failed on the next one
+                    while pending is not None and pending.sha in files_by_sha:
+                        yield to_pr(pending, files_by_sha.pop(pending.sha))
+                        done += 1
+                        pending = next(order, None)
+                if pending is None or pending.sha in files_by_sha:
+                    raise SourceError(f"git log failed in {self.path}: {err[:500]}")
+                return pending, err[:500], done
+            if last is not None:
+                files_by_sha[last[0]] = last[1]
             while pending is not None:  # a commit git printed no diff for (empty change)
                 yield to_pr(pending, files_by_sha.pop(pending.sha, ()))
                 pending = next(order, None)
+            return None
         finally:
             if proc.poll() is None:  # stopped early (a stop, a limit, an error)
                 proc.kill()
             blocks.close()
             proc.stdout.close()
-            err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
-            code = proc.wait()
-            if code not in (0, None) and code > 0 and err:
-                raise SourceError(f"git log failed in {self.path}: {err.strip()[:500]}")
+            if proc.stderr:
+                proc.stderr.close()
+            proc.wait()
+
+    def _readable(self, sha: str) -> bool:
+        """Whether git can write the whole diff of this one commit (as ``_stream`` asks)."""
+        return subprocess.run(
+            ["git", "--git-dir", str(self.git_dir), "log", "--no-walk", "-1",
+             "--diff-merges=first-parent", "-M", "-p", "--no-color", "--no-ext-diff",
+             "--format=%H", sha], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        ).returncode == 0
 
     def _to_pr(self, c: PRCommit, files: tuple[FileChange, ...]) -> PullRequest:
         return PullRequest(
@@ -413,15 +470,19 @@ class GitRepoSource:
             yield SourceBatch(prs=[], counts=first, total=0)
             return
         buf: list[PullRequest] = []
+        unreadable: list[Failure] = []  # commits whose diff git cannot read: recorded, skipped
+        sent = 0  # of them, already in a batch
         authors = _Background(lambda: self.git.head_authors(todo))
         bases = _Background(lambda: stack_bases(todo))
-        for pr in self.git.pull_requests(todo, authors.result, bases.result):
+        for pr in self.git.pull_requests(todo, authors.result, bases.result, unreadable):
             buf.append(pr)
             if len(buf) >= batch_size:
-                yield SourceBatch(prs=buf, counts=first, total=len(todo))
-                first, buf = {}, []
-        if buf or first:
-            yield SourceBatch(prs=buf, counts=first, total=len(todo))
+                yield SourceBatch(prs=buf, counts=first, total=len(todo) - len(unreadable),
+                                  failures=unreadable[sent:])
+                first, buf, sent = {}, [], len(unreadable)
+        if buf or first or len(unreadable) > sent:
+            yield SourceBatch(prs=buf, counts=first, total=len(todo) - len(unreadable),
+                              failures=unreadable[sent:])
 
 
 class _Background:
