@@ -329,12 +329,15 @@ def conflicts(prs: list[PullRequest], foreign: list[tuple]) -> list[str]:
 
 
 def reference(prs: list[PullRequest], is_test: Callable[[str], bool],
-              foreign: list[tuple] | None = None) -> Reference:
+              foreign: list[tuple] | None = None,
+              applies: Callable[[str, str], bool] | None = None) -> Reference:
     """A task's reference change. One PR: its stage. A chain (PRs in merge order): every
     stage, and their series as the top-level patch for the first stage's base. ``foreign``
     holds what PRs outside the chain changed in its files meanwhile ((merged_at, path,
     patch)): where a later stage meets such a change, the series may not apply at the first
-    base (``stages_do_not_compose``); each stage still applies at its own base."""
+    base (``stages_do_not_compose``); each stage still applies at its own base. ``applies``
+    (base commit, patch) -> bool, when the repository is at hand (a git source), settles
+    what ``foreign`` cannot see: commits pushed without a PR, PRs on other branches."""
     stages = [stage(pr, is_test) for pr in prs]
     if len(stages) == 1:
         s = stages[0]
@@ -345,17 +348,22 @@ def reference(prs: list[PullRequest], is_test: Callable[[str], bool],
         # (a PR merged into another member's branch is in that member's change again)
         issues.add("stages_do_not_compose")
     names = dict.fromkeys(n for s in stages for n in s.tests_added)
-    return Reference(patch="".join(s.patch for s in stages),
-                     test_patch="".join(s.test_patch for s in stages),
+    patch = "".join(s.patch for s in stages)
+    test_patch = "".join(s.test_patch for s in stages)
+    if applies is not None and not issues and not all(
+            applies(prs[0].base_sha, p) for p in (patch, test_patch) if p):
+        issues.add("stages_do_not_compose")
+    return Reference(patch=patch, test_patch=test_patch,
                      tests_added=tuple(names), applicable=not issues,
                      issues=tuple(sorted(issues)), stages=tuple(stages))
 
 
 def attach(task: Task, prs: list[PullRequest], is_test: Callable[[str], bool],
-           foreign: list[tuple] | None = None) -> Task:
+           foreign: list[tuple] | None = None,
+           applies: Callable[[str, str], bool] | None = None) -> Task:
     """The task with its reference change (and its PRs as members); a task whose change
     cannot be applied is flagged ``unappliable`` too."""
-    ref = reference(prs, is_test, foreign)
+    ref = reference(prs, is_test, foreign, applies)
     flags = list(task.spec.flags)
     if not ref.applicable and "unappliable" not in flags:
         flags = flags[:7] + ["unappliable"]  # the schema's bound: 8 flags

@@ -121,7 +121,9 @@ class Pipeline:
                 self._start()
                 crawl = Crawl(ctx, list(sources))
                 if self.rewriter is not None:
-                    rewrite = Rewrite(ctx, self.rewriter, crawl.done, self.triage)
+                    rewrite = Rewrite(ctx, self.rewriter, crawl.done, self.triage, {
+                        s.repo_name: s.applies_at for s in sources
+                        if getattr(s, "applies_at", None) and getattr(s, "repo_name", None)})
                 self._stages(crawl, rewrite)
             except KeyboardInterrupt:
                 ctx.stats.status = "interrupted"

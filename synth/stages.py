@@ -16,7 +16,7 @@ import logging
 import queue as stdqueue
 import sys
 import threading
-from typing import TYPE_CHECKING, Iterator, Protocol
+from typing import TYPE_CHECKING, Callable, Iterator, Protocol
 
 from . import chains, patches, queue as q
 from .errors import QueueBusy, SourceError, Stopped
@@ -250,8 +250,10 @@ class Rewrite:
     task is written for them, so they stay pending for the next run."""
 
     def __init__(self, ctx: "RunContext", rewriter: Rewriter, crawl_done: threading.Event,
-                 triage=None):
+                 triage=None, applies: "dict[str, Callable[[str, str], bool]] | None" = None):
         self.ctx = ctx
+        # per repository at hand (a git source): does a patch apply at a commit (git apply)
+        self._applies = applies or {}
         self.rewriter = rewriter
         self.triage = triage  # rewrite/triage.py: asked first, once per PR and version
         self._triaged: set[tuple[str, int]] = set()
@@ -419,7 +421,8 @@ class Rewrite:
         license, language = self._meta.get(work.repo, (None, None))
         result = self.rewriter.rewrite_chain(work.prs, work.chain_id, license, language)
         if isinstance(result, Task):
-            result = patches.attach(result, work.prs, self._is_test, work.foreign)
+            result = patches.attach(result, work.prs, self._is_test, work.foreign,
+                                    self._applies.get(work.repo))
         return result
 
 

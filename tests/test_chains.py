@@ -295,6 +295,40 @@ def test_run_writes_chain_tasks_and_the_export_carries_reference_changes(cli, cl
             assert applies(clone, s["base_commit"], s["patch"] + s["test_patch"], tmp_path / "i")
 
 
+def test_a_series_that_meets_a_commit_pushed_without_a_pr_is_flagged(cli, tmp_path, db):
+    """#41 fixes lines #40 added, but in between a commit pushed straight to main (no PR,
+    so no foreign change synth knows of) rewrote the rest of the file: the series does not
+    apply at #40's base. git itself is asked, and the chain task says so; each stage still
+    applies at its own base."""
+    retry, backoff = code("retry", 12), code("backoff", 12)
+    history = {"repo": {"name": "acme/widgets"}, "commits": [
+        {"kind": "direct", "message": "init", "author": "Root <r@x>", "date": day(0),
+         "files": {"src/core.py": code("core", 3), "README.md": "# w\n"}},
+        {"kind": "squash", "pr": 40, "title": "Add a retry helper", "author": "Fay <f@x>",
+         "date": day(1), "files": {"src/retry.py": retry + "\n\n" + backoff}},
+        {"kind": "direct", "message": "Tune backoff", "author": "Root <r@x>", "date": day(2),
+         "files": {"src/retry.py": retry + "\n\n" + code("backoff", 12, salt=3)}},
+        {"kind": "squash", "pr": 41, "title": "Fix retry overflow", "author": "Gus <g@x>",
+         "date": day(3), "files": {"src/retry.py": code("retry", 12, salt=7) + "\n\n"
+                                   + code("backoff", 12, salt=9)}},
+    ]}
+    path = build_repository(history, tmp_path / "r")
+    assert cli("run", "--git", path, "--db", db).code == 0
+    assert q(db, "SELECT members, link_kinds FROM chains") == [([40, 41], ["fix"])]
+    assert cli("review", "approve", "--where", "true", "--reviewer", "ann", "--db", db).code == 0
+    out = tmp_path / "x"
+    assert cli("export", "--out", out, "--style", "swebench", "--db", db).code == 0
+    rows = {r["instance_id"]: r for r in pajson.read_json(out / "train.jsonl").to_pylist()}
+    chain = rows["acme__widgets-chain-40-41"]
+    assert not chain["applicable"] and chain["apply_issues"] == ["stages_do_not_compose"]
+    assert not applies(path, chain["base_commit"], chain["patch"], tmp_path / "i")
+    for s in chain["stages"]:
+        assert applies(path, s["base_commit"], s["patch"], tmp_path / "i")
+    for n in (40, 41):  # the PRs' own tasks are whole
+        r = rows[f"acme__widgets-{n}"]
+        assert r["applicable"] and applies(path, r["base_commit"], r["patch"], tmp_path / "i")
+
+
 SWEBENCH_FIELDS = ("instance_id", "repo", "base_commit", "patch", "test_patch",
                    "problem_statement", "hints_text", "created_at", "FAIL_TO_PASS",
                    "PASS_TO_PASS")

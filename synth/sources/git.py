@@ -299,6 +299,21 @@ class GitSource:
                 proc.stderr.close()
             proc.wait()
 
+    def applies_at(self, base: str, patch: str) -> bool:
+        """Whether ``patch`` applies at commit ``base`` (``git apply --check`` in an index of
+        its own, read from ``base``: no work tree, safe beside other calls)."""
+        import os
+        import tempfile
+        with tempfile.TemporaryDirectory(prefix="synth-apply-") as tmp:
+            env = {**os.environ, "GIT_INDEX_FILE": os.path.join(tmp, "index")}
+            git_dir = str(self.git_dir)
+            if subprocess.run(["git", "--git-dir", git_dir, "read-tree", base], env=env,
+                              capture_output=True).returncode != 0:
+                return False
+            return subprocess.run(["git", "--git-dir", git_dir, "apply", "--check", "--cached",
+                                   "-"], input=patch.encode(), env=env,
+                                  capture_output=True).returncode == 0
+
     def _readable(self, sha: str) -> bool:
         """Whether git can write the whole diff of this one commit (as ``_stream`` asks)."""
         return subprocess.run(
@@ -452,6 +467,13 @@ class GitRepoSource:
         # listed while the queue opens; the PR authors of merge commits and the bases of
         # stacked PRs while patches stream
         self._listing = _Background(self.git.listing)
+
+    @property
+    def repo_name(self) -> str:
+        return self.git.repo_name
+
+    def applies_at(self, base: str, patch: str) -> bool:
+        return self.git.applies_at(base, patch)
 
     def repos(self) -> list[Repo]:
         return [self.git.repo]
