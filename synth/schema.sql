@@ -235,6 +235,9 @@ FROM tasks
 WHERE status = 'pending'
   -- a task its own rewriter flagged as trivial or not code waits outside the queue
   AND NOT list_has_any(coalesce(flags, []::VARCHAR[]), ['trivial', 'not_code'])
+  -- so does a chain task whose chain is gone: later PRs re-shaped it (the chain that
+  -- replaced it has a task of its own), or the chain rules changed
+  AND (kind IS DISTINCT FROM 'chain' OR chain_id IN (SELECT chain_id FROM chains))
 ORDER BY judge_score DESC NULLS LAST, confidence DESC NULLS LAST, created_at, task_id;
 
 CREATE OR REPLACE VIEW approved_tasks AS

@@ -329,6 +329,36 @@ def test_a_series_that_meets_a_commit_pushed_without_a_pr_is_flagged(cli, tmp_pa
         assert r["applicable"] and applies(path, r["base_commit"], r["patch"], tmp_path / "i")
 
 
+def test_a_chain_re_shaped_by_later_prs_leaves_the_review_queue(cli, tmp_path, db):
+    """Tonight #50 and #51 are a chain with a task; tomorrow #52 fixes #51 again and the
+    chain becomes #50, #51, #52 (a new chain, a new task). The first chain's task is not
+    lost, but it leaves review_queue: curators review the chain once."""
+    def history(prs: int) -> dict:
+        commits = [
+            {"kind": "direct", "message": "init", "author": "Root <r@x>", "date": day(0),
+             "files": {"src/core.py": code("core", 3), "README.md": "# w\n"}},
+            {"kind": "squash", "pr": 50, "title": "Add a retry helper", "author": "Fay <f@x>",
+             "date": day(1), "files": {"src/retry.py": code("retry", 12)}},
+            {"kind": "squash", "pr": 51, "title": "Fix retry backoff overflow",
+             "author": "Gus <g@x>", "date": day(3),
+             "files": {"src/retry.py": code("retry", 12, salt=7)}},
+            {"kind": "squash", "pr": 52, "title": "Fix retry backoff again",
+             "author": "Hal <h@x>", "date": day(5),
+             "files": {"src/retry.py": code("retry", 12, salt=11)}}]
+        return {"repo": {"name": "acme/widgets"}, "commits": commits[:prs + 1]}
+
+    assert cli("run", "--git", build_repository(history(2), tmp_path / "a"), "--db", db).code == 0
+    assert q(db, "SELECT members FROM review_queue WHERE kind = 'chain'") == [([50, 51],)]
+    assert cli("run", "--git", build_repository(history(3), tmp_path / "b"), "--db", db).code == 0
+    assert q(db, "SELECT members FROM chains") == [([50, 51, 52],)]
+    assert q(db, "SELECT members FROM review_queue WHERE kind = 'chain'") == [([50, 51, 52],)]
+    assert q(db, "SELECT members, status FROM tasks WHERE kind = 'chain' ORDER BY members") == [
+        ([50, 51], "pending"), ([50, 51, 52], "pending")]  # kept, only out of the queue
+    assert q(db, "SELECT count(*) FROM review_queue WHERE kind = 'pr'") == \
+        q(db, "SELECT count(*) FROM tasks WHERE kind = 'pr' AND status = 'pending' AND NOT "
+              "list_has_any(coalesce(flags, []::VARCHAR[]), ['trivial', 'not_code'])")
+
+
 SWEBENCH_FIELDS = ("instance_id", "repo", "base_commit", "patch", "test_patch",
                    "problem_statement", "hints_text", "created_at", "FAIL_TO_PASS",
                    "PASS_TO_PASS")

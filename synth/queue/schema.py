@@ -9,7 +9,7 @@ from typing import Any
 
 import duckdb
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 TABLES = ("repos", "pull_requests", "pr_files", "decisions", "chain_repos", "chains", "tasks",
           "failures", "cursors", "runs", "resolved")  # what a batch writes, in order
 # ("resolved" updates failures; "chain_repos" clears the chains of repositories re-detected)
@@ -83,6 +83,7 @@ MIGRATIONS: list[tuple[int, str, Any]] = [
     (5, "review_queue leaves out tasks flagged trivial or not_code", lambda con: None),
     (6, "review_events.journal_id: actions applied from the review journal", _upgrade_6),
     (7, "chains; tasks' kind, members and reference change; file modes, branch names", _upgrade_7),
+    (8, "review_queue leaves out chain tasks whose chain is gone (superseded)", lambda con: None),
 ]
 
 
