@@ -354,6 +354,11 @@ def test_a_chain_re_shaped_by_later_prs_leaves_the_review_queue(cli, tmp_path, d
     assert q(db, "SELECT members FROM review_queue WHERE kind = 'chain'") == [([50, 51, 52],)]
     assert q(db, "SELECT members, status FROM tasks WHERE kind = 'chain' ORDER BY members") == [
         ([50, 51], "pending"), ([50, 51, 52], "pending")]  # kept, only out of the queue
+    listed = json.loads(cli("review", "list", "--db", db, "--format", "json").out)
+    old = q(db, "SELECT task_id FROM tasks WHERE members = [50, 51]")[0][0]
+    assert old not in {t["task_id"] for t in listed} and len(listed) == \
+        q(db, "SELECT count(*) FROM review_queue")[0][0]
+    assert old in cli("review", "list", "--where", "kind = 'chain'", "--db", db).out
     assert q(db, "SELECT count(*) FROM review_queue WHERE kind = 'pr'") == \
         q(db, "SELECT count(*) FROM tasks WHERE kind = 'pr' AND status = 'pending' AND NOT "
               "list_has_any(coalesce(flags, []::VARCHAR[]), ['trivial', 'not_code'])")

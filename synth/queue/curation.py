@@ -154,8 +154,10 @@ LIST_COLUMNS = ("task_id", "repo", "number", "title", "category", "difficulty", 
 
 
 def list_tasks(queue: "Queue", where: str | None = None, limit: int = 50) -> tuple[list[str], list[tuple]]:
-    sql = (f"SELECT {', '.join(LIST_COLUMNS)} FROM tasks"
-           + (f" WHERE ({where})" if where else " WHERE status = 'pending'")
+    """Tasks best first: those of review_queue (pending, not flagged trivial or not_code, no
+    superseded chain), or with ``where`` any task of the tasks table it selects."""
+    sql = (f"SELECT {', '.join(LIST_COLUMNS)} FROM "
+           + (f"tasks WHERE ({where})" if where else "review_queue")
            + " ORDER BY judge_score DESC NULLS LAST, confidence DESC NULLS LAST, created_at, task_id"
            + f" LIMIT {int(limit)}")
     try:
