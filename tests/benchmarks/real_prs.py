@@ -42,8 +42,17 @@ def sample(clones: Path, specs: list[str], seed: int, out: Path, append: bool = 
         repo, _, rest = spec.partition("=")
         n, _, split = rest.partition(":")
         src = GitSource(find_clone(clones, repo), repo)
-        commits = sorted((c for c in src.list_pr_commits(fix_authors=False)
-                          if (repo, c.number) not in taken), key=lambda c: c.number)
+        listed = src.list_pr_commits(fix_authors=False)
+        unreadable: list = []  # commits whose diff git cannot read in this clone: not drawn
+        for _ in src.pull_requests(listed, unreadable=unreadable):
+            pass
+        gone = {f.number for f in unreadable}
+        commits = sorted((c for c in listed
+                          if (repo, c.number) not in taken and c.number not in gone),
+                         key=lambda c: c.number)
+        if gone:
+            print(f"{repo}: {len(gone)} PRs left out, git cannot read their diff here",
+                  file=sys.stderr)
         rng = random.Random(f"{seed}:{repo}")
         picked = sorted(rng.sample(commits, min(int(n), len(commits))), key=lambda c: c.number)
         for c in picked:
