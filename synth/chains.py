@@ -34,7 +34,7 @@ DEFAULTS: dict = {
     "min_prs": 2, "max_prs": 5, "max_days": 90, "author_days": 30, "fix_days": 60,
     "min_logic_lines": 20, "max_changed_lines": 6000, "max_files": 150,
     "member_codes": ["too_small", "tests_only", "docs_only", "removal", "move_only",
-                     "symbol_rename", "pass_through", "coverage_only"],
+                     "symbol_rename", "pass_through", "data_table", "coverage_only"],
     "long_lived_branches": [r"^(main|master|develop|devel|dev|trunk|next|stable|gh-pages)$",
                             r"^v?\d+(\.\d+)*(\.x)?$", r"^(release|releases|maint|maintenance|"
                             r"support|hotfix|backport)[-/_]"],

@@ -22,7 +22,7 @@ from .errors import ConfigError
 from .models import INFO_CODES, Decision, PullRequest  # noqa: F401 (INFO_CODES: re-exported)
 from .substance import analyse, file_lines
 
-FILTER_CODE_VERSION = "6"  # bump when decide() changes meaning, so decisions re-run
+FILTER_CODE_VERSION = "7"  # bump when decide() changes meaning, so decisions re-run
 
 # Codes that drop a PR. Everything else a decision carries is information.
 DROP_CODES = frozenset({
@@ -320,7 +320,8 @@ def _substance_verdicts(sub, cfg: dict, test_lines: int, every: bool = True) -> 
             + f"); "
             f"of {sub.code_added} code lines added and {sub.code_deleted} deleted, "
             f"{sub.moved_lines} moved, {sub.renamed_lines} renamed, "
-            f"{sub.plumbing_lines} plumbing, {sub.syntax_lines} punctuation")
+            f"{sub.plumbing_lines} plumbing, {sub.data_lines} literal data, "
+            f"{sub.syntax_lines} punctuation")
     removal = ((sub.code_deleted >= cfg["removal_ratio"] * max(1, sub.code_added)
                 or sub.logic_deleted >= cfg["removal_ratio"] * max(1, sub.logic_added))
                and sub.logic_added < cfg["min_logic_lines"])
@@ -333,7 +334,9 @@ def _substance_verdicts(sub, cfg: dict, test_lines: int, every: bool = True) -> 
             ("substance.moved", "move_only", 2 * sub.moved_lines, "moved"),
             ("substance.renamed", "symbol_rename", 2 * sub.renamed_lines, None),
             ("substance.plumbing", "pass_through", sub.plumbing_lines,
-             "declaring or forwarding names, imports, type expressions")):
+             "declaring or forwarding names, imports, type expressions"),
+            ("substance.data", "data_table", sub.data_lines,
+             "literal data: strings and numbers in lists and tables")):
         out.add(rule, n / changed >= share and few, code,
                 lambda n=n, what=what: f"{n} of {changed} changed code lines "
                 + (what or "renamed (" + ", ".join(f"{a}->{b}" for a, b, _ in sub.renames[:3])

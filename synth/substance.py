@@ -50,6 +50,10 @@ _TYPE_ONLY = re.compile(r"[\w.]+\[[\w.\[\], |\"']*\][\],)]*,?\s*(?:->\s*[\w.\[\]
 # a line that opens a branch or a loop, in the languages synth reads (`} else if` too)
 _BRANCH = re.compile(r"(?:\}\s*)?(?:if|elif|else\s+if|for|foreach|while|switch|case|select|"
                      r"try|except|catch|match|unless|until|when)\b(?!\s*[=:.,)])")
+# a line of literals only, once _shape has blanked them: strings, numbers, True/None/nil...,
+# and the punctuation of lists, tuples and maps ('"Aaron",', '("DE", 49),', '"a": 1,')
+_DATA = re.compile(r'(?=.*(?:""|\b0\b))(?:[rRbBuU]{0,2}""|-?\b0\b|[\s,:()\[\]{}]|'
+                   r'(?:True|False|None|nil|true|false|null)\b)+\Z')
 MIN_MOVED_CHARS = 12  # shorter lines ("return x", "}") match by chance, not by moving
 
 
@@ -74,6 +78,7 @@ class Substance:
     renamed_lines: int = 0  # added lines that differ from the line they replace by a rename
     plumbing_lines: int = 0  # added and deleted lines that only declare or forward names
     syntax_lines: int = 0  # added and deleted lines of punctuation or a lone keyword
+    data_lines: int = 0  # added and deleted lines of literals only: a table's entries
     repeated_lines: int = 0  # logic lines that repeat one seen before in the change
     logic_lines: int = 0  # per file max(logic added, logic deleted), summed
     logic_added: int = 0
@@ -86,6 +91,7 @@ class Substance:
         return {"code_added": self.code_added, "code_deleted": self.code_deleted,
                 "moved_lines": self.moved_lines, "renamed_lines": self.renamed_lines,
                 "plumbing_lines": self.plumbing_lines, "syntax_lines": self.syntax_lines,
+                "data_lines": self.data_lines,
                 "repeated_lines": self.repeated_lines,
                 "logic_lines": self.logic_lines,
                 "logic_added": self.logic_added, "logic_deleted": self.logic_deleted,
@@ -310,6 +316,9 @@ def analyse(files: list[FileLines]) -> Substance:
                     s.plumbing_lines += 1
                     continue
                 n = _shape_of(norms[i])
+                if _DATA.match(n):  # literals only: an entry of a data table
+                    s.data_lines += 1
+                    continue
                 if n in seen_side:  # the same edit again, at another site: counted once
                     s.repeated_lines += 1
                     continue

@@ -65,6 +65,16 @@ def test_parameters_declared_and_forwarded_are_plumbing():
     assert s.logic_lines == 0 and s.plumbing_lines == 5 and s.syntax_lines == 1
 
 
+def test_lines_of_literals_only_are_data_not_logic():
+    p = patch("+NAMES = [", '+    "Aaron",', "+    'Abbott',", '+    ("DE", 49),', '+    "de": -1.5,',
+              "+    None,", "+    {'code': \"FR\", 'eu': True},", "+]",
+              "+def name(i):", '+    return NAMES[i % len(NAMES)] or "?"', '+    fmt("x"),')
+    s = analyse([lines_of("a.py", p)])
+    # (a bare `None,` reads as a name declared, plumbing, before it is looked at as data)
+    assert (s.data_lines, s.plumbing_lines, s.syntax_lines) == (5, 1, 1), s
+    assert s.logic_lines == 4  # NAMES = [, the def, the return, a call
+
+
 def test_the_same_edit_at_many_sites_counts_once():
     files = [lines_of(f"flag_{i}.go", patch("+\tif f.Value == nil {", "+\t\treturn nil", "+\t}"))
              for i in range(8)]
@@ -163,6 +173,15 @@ HISTORY = {"repo": {"name": "acme/netkit"}, "commits": [
             ("imap", 143), ("pop3", 110), ("ldap", 389))),
         "tests/test_ports.py": "".join(f"def test_port_{i}():\n    assert {i} >= 0\n\n"
                                        for i in range(5))}),
+    _pr(19, "Add country calling codes", 11, files={
+        "src/app/countries.py": "CODES = [\n" + "".join(
+            f'    ("{c}", {n}),\n' for c, n in (
+                ("DE", 49), ("FR", 33), ("IT", 39), ("ES", 34), ("PT", 351), ("NL", 31),
+                ("BE", 32), ("LU", 352), ("AT", 43), ("CH", 41), ("PL", 48), ("CZ", 420),
+                ("SK", 421), ("HU", 36), ("RO", 40), ("BG", 359), ("GR", 30), ("DK", 45),
+                ("SE", 46), ("NO", 47), ("FI", 358), ("IE", 353), ("GB", 44), ("IS", 354)))
+        + "]\n\n\ndef calling_code(country):\n    for c, n in CODES:\n        if c == country:\n"
+        "            return n\n    raise KeyError(country)\n"}),
     _pr(17, "Increase test coverage of the client", 9, files={
         "tests/test_client.py": "def test_placeholder():\n    assert True\n\n\ndef test_more():\n"
                                 "    assert 1 + 1 == 2\n"}),
@@ -183,7 +202,7 @@ def mined(netkit, tmp_path_factory):
 
 @pytest.mark.parametrize("number,code", [
     (11, "removal"), (12, "move_only"), (13, "symbol_rename"), (14, "pass_through"),
-    (15, "too_small"), (16, "lint_only"), (17, "tests_only")])
+    (15, "too_small"), (16, "lint_only"), (17, "tests_only"), (19, "data_table")])
 def test_mechanical_prs_are_dropped_with_their_code(mined, number, code):
     d = decide(mined[number], load_rules())
     assert not d.kept and code in d.reasons, (number, d.reasons, d.metrics)
@@ -221,7 +240,8 @@ def test_coverage_push_with_code_is_coverage_only(mined):
 
 @pytest.mark.parametrize("number,rule", [
     (11, "substance.removal"), (12, "substance.moved"), (13, "substance.renamed"),
-    (14, "substance.plumbing"), (15, "substance.min_logic_lines"), (16, "titles.lint_only")])
+    (14, "substance.plumbing"), (15, "substance.min_logic_lines"), (16, "titles.lint_only"),
+    (19, "substance.data")])
 def test_explain_shows_each_rule_firing(cli, netkit, tmp_path, number, rule):
     db = tmp_path / "q.duckdb"
     assert cli("run", "--git", netkit, "--no-rewrite", "--db", db).code == 0
