@@ -52,7 +52,9 @@ def print_summary(summary) -> None:
     c = summary.counts
     print(f"run {summary.run_id}: {summary.status}")
     listed = c.get("source/prs_listed")
-    print(f"  PRs seen:      {c.get('source/prs', 0)} new"
+    again = c.get("source/prs_redecided", 0)
+    print(f"  PRs seen:      {c.get('source/prs', 0) - again} new"
+          + (f", {again} decided again (the rules changed)" if again else "")
           + (f" (of {listed} in history, {c.get('source/prs_known', 0)} already decided)"
              if listed is not None else ""))
     print(f"  kept:          {c.get('filter/kept', 0)}")

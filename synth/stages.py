@@ -72,6 +72,7 @@ class Crawl:
         # the repository being crawled: its decisions, and the PRs that may join a chain
         self._mem: tuple[dict[int, Decision], list[PullRequest]] = ({}, [])
         self._failed: set[int] = set()  # its PRs the source could not read before
+        self._before: set[int] = set()  # its PRs decided before, with other rules
 
     def run(self) -> None:
         try:
@@ -97,7 +98,7 @@ class Crawl:
             if ctx.clock.stopping:
                 return
             ctx.writer.flush()  # what this run wrote is known before the repo is read
-            known, cursor, self._failed = q.crawl_state(
+            known, cursor, self._failed, self._before = q.crawl_state(
                 ctx.queue, repo.full_name, ctx.rules.version, getattr(source, "kind", "git"))
             if known is None:
                 log.warning("the queue is busy: %s is read in full (writes are idempotent)",
@@ -187,6 +188,9 @@ class Crawl:
             seen["prs"] += 1
             seen["kept" if d.kept else "dropped"] += 1
         batch.counts["source/prs"] = batch.counts.get("source/prs", 0) + len(sb.prs)
+        again = sum(1 for pr in sb.prs if pr.number in self._before) if self._before else 0
+        if again:  # decided before with other rules: not new, decided again
+            batch.counts["source/prs_redecided"] = again
         return batch
 
     def _counter_deltas(self, source: Source) -> dict[str, int]:

@@ -48,6 +48,28 @@ def test_run_twice_is_idempotent_and_cheap(cli, history_100, db):
     assert first == second
 
 
+def test_a_run_after_the_rules_changed_says_it_decides_again(cli, history_100, db, tmp_path):
+    """New rules re-decide every stored PR: the summary and the run record say so, rather
+    than calling them new."""
+    from synth.filtering import default_rules_path
+    path, _ = history_100
+    assert cli("run", "--git", path, "--no-rewrite", "--db", db).code == 0
+    stricter = tmp_path / "stricter.toml"
+    stricter.write_text("[substance]\nmin_logic_lines = 12\n")
+    config = tmp_path / "synth.toml"
+    config.write_text(f'[filters]\nfiles = ["{default_rules_path()}", "{stricter}"]\n')
+    r = cli("run", "--git", path, "--no-rewrite", "--db", db, "--config", config)
+    assert r.code == 0, r
+    assert "0 new, 100 decided again (the rules changed) (of 100 in history, 0 already " \
+        "decided)" in r.out
+    import duckdb
+    con = duckdb.connect(str(db), read_only=True)
+    last = json.loads(con.execute("SELECT counts FROM runs ORDER BY started_at DESC LIMIT 1"
+                                  ).fetchone()[0])
+    con.close()
+    assert last["source/prs"] == 100 and last["source/prs_redecided"] == 100
+
+
 def test_sql_formats_and_errors(cli, history_100, db):
     path, _ = history_100
     cli("run", "--git", path, "--no-rewrite", "--db", db)

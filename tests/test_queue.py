@@ -157,8 +157,9 @@ def test_reads_during_a_run_share_the_file_with_a_reading_curator(tmp_path):
     try:
         assert curator.stdout.readline().strip() == "reading"
         with queue.holding():
-            known, cursor, failed = crawl_state(queue, "o/r", "v1", "git")  # read-only
-            assert known == {1} and cursor is None and failed == set()
+            known, cursor, failed, before = crawl_state(queue, "o/r", "v1", "git")  # read-only
+            assert known == {1} and cursor is None and failed == set() == before
+            assert crawl_state(queue, "o/r", "v2", "git")[::3] == (set(), {1})  # other rules
             res = queue.write(Batch(pull_requests=[pr(2)]))  # a write waits, then spools
             assert res.spooled == 1
     finally:

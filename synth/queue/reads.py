@@ -59,30 +59,34 @@ def load_pull_requests(queue: "Queue", keys: list[tuple[str, int]]) -> list[Pull
 
 
 def crawl_state(queue: "Queue", repo: str, filter_version: str, source: str
-                ) -> tuple[set[int] | None, Cursor | None, set[int]]:
+                ) -> tuple[set[int] | None, Cursor | None, set[int], set[int]]:
     """What a crawl of one repository starts from, in one connection: the PR numbers already
     decided with this filter version (None when the queue is busy: the caller then re-reads
-    everything, as writes are idempotent), the source's saved cursor, and the PRs the source
-    could not read before (open failures of the source stage: resolved once decided)."""
+    everything, as writes are idempotent), the source's saved cursor, the PRs the source
+    could not read before (open failures of the source stage: resolved once decided), and
+    the PRs decided before with other rules (deciding them again is not finding them)."""
     if not queue.path.exists():
-        return set(), None, set()
+        return set(), None, set(), set()
     try:
         with queue.connect(read_only=True, wait=queue.busy_timeout) as con:
-            known = {r[0] for r in con.execute(
-                "SELECT number FROM decisions WHERE repo = ? AND filter_version = ?",
-                [repo, filter_version]).fetchall()}
+            known: set[int] = set()
+            before: set[int] = set()
+            for number, same in con.execute(
+                    "SELECT number, bool_or(filter_version = ?) FROM decisions WHERE repo = ? "
+                    "GROUP BY number", [filter_version, repo]).fetchall():
+                (known if same else before).add(number)
             row = con.execute("SELECT watermark, cursor, state FROM cursors WHERE repo = ? "
                               "AND source = ?", [repo, source]).fetchone()
             failed = {r[0] for r in con.execute(
                 "SELECT number FROM failures WHERE stage = 'source' AND repo = ? AND number > 0 "
                 "AND NOT resolved", [repo]).fetchall()}
     except QueueBusy:
-        return None, None, set()
+        return None, None, set(), set()
     if not row:
-        return known, None, failed
+        return known, None, failed, before
     watermark, cur, state = row
     state = json.loads(state) if isinstance(state, str) else (state or {})
-    return known, Cursor(repo, source, watermark, cur, state), failed
+    return known, Cursor(repo, source, watermark, cur, state), failed, before
 
 
 def pending_rewrites(queue: "Queue", rewriter: str, model: str | None, prompt_version: str,
