@@ -207,6 +207,9 @@ def cmd_export(args, settings) -> int:
     print(f"exported {res.count} approved task(s) to {args.out}")
     for f in res.files:
         print(f"  {f}")
+    if args.split_by_repo and res.count and not res.by_split.get("test"):
+        print("note: --split-by-repo puts whole repositories in test, and the approved tasks "
+              "come from one repository: all of them are in train", file=sys.stderr)
     return EXIT_OK
 
 

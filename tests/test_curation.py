@@ -72,6 +72,7 @@ def test_whole_curator_path(cli, history_100, db, tmp_path, loose):
     r = cli("export", "--out", pout, "--format", "parquet", "--split-by-repo", "0.5",
             "--style", "agencybench", "--db", db)
     assert r.code == 0, r
+    assert "from one repository: all of them are in train" in r.err  # said, not silent
     t = pq.read_table(pout / "train.parquet")
     assert t.num_rows == len(table)
     rec = t.to_pylist()[0]
