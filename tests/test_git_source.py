@@ -301,3 +301,26 @@ def test_a_clone_whose_diffs_all_fail_stops_with_a_hint(tmp_path):
     assert len(skipped) == MAX_UNREADABLE - 1
     with pytest.raises(SourceError, match="git cannot read the diff"):  # no list: no skipping
         list(src.pull_requests(commits))
+
+
+def test_git_killed_mid_stream_fails_the_source_without_empty_prs(history_100, monkeypatch):
+    """git killed by a signal (the OOM killer, say) is no commit's fault: the source fails
+    (the run records it and the next run reads the rest), and no commit after the kill is
+    handed over as an empty change. Here git's output is cut after 20,000 bytes and its
+    process killed (SIGKILL), every time."""
+    path, _ = history_100
+    real_popen = subprocess.Popen
+
+    def popen(args, *a, **kw):
+        if "--no-walk=unsorted" in args:  # the patch stream: cut, then killed
+            args = ["bash", "-c", 'git "$@" | head -c 20000; kill -KILL $$', "git", *args[1:]]
+        return real_popen(args, *a, **kw)
+
+    monkeypatch.setattr(subprocess, "Popen", popen)
+    src = GitSource(path)
+    commits = src.list_pr_commits()
+    got = []
+    with pytest.raises(SourceError, match="killed .signal 9."):
+        for pr in src.pull_requests(commits, unreadable=[]):
+            got.append(pr)
+    assert got and len(got) < len(commits) and all(pr.files for pr in got)

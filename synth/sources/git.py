@@ -274,6 +274,9 @@ class GitSource:
             proc.stdout.close()
             err = proc.stderr.read().decode(errors="replace").strip() if proc.stderr else ""
             code = proc.wait()
+            if code < 0:  # killed (out of memory, say): no commit's fault, the run fails
+                raise SourceError(f"git log was killed (signal {-code}) in {self.path}; "
+                                  "the PRs not read yet are read by the next run")
             if code != 0:  # git stopped at a commit it could not read: which one?
                 if last is not None and self._readable(last[0]):
                     files_by_sha[last[0]] = last[1]  # whole: git failed on the next one
