@@ -270,13 +270,16 @@ def stage(pr: PullRequest, is_test: Callable[[str], bool]) -> Stage:
 def redact(diff: str) -> tuple[str, bool]:
     """A file's diff with secrets in its changed and context lines replaced, line by line
     (guards.scrub: PR text never leaves the machine unscrubbed), and whether any was."""
-    from .rewrite.guards import scrub
-    out, changed, in_hunk = [], False, False
+    from .rewrite.guards import in_public_block, scrub
+    out, changed, in_hunk, public = [], False, False, False
     for line in diff.split("\n"):
         if line.startswith("@@"):
             in_hunk = True
         elif line.startswith("diff --git "):
-            in_hunk = False
+            in_hunk = public = False
+        elif in_hunk and line[:1] in ("+", "-", " ") and (
+                public := in_public_block(line[1:], public)):
+            pass  # a certificate's or public key's base64: public by design
         elif in_hunk and len(line) > 6 and line[0] in "+- ":
             clean = scrub(line[1:]).replace("\n", " ")
             if clean != line[1:]:

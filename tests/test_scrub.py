@@ -77,9 +77,55 @@ def test_keyword_pairs_are_caught_whatever_the_entropy(line, value):
     "Authentication uses HTTP Basic authentication.",
     "see https://github.com/PyGithub/PyGithub/pull/2703 and 2016-09-14-Integrations-Early-Access",
     "commit 3f786850e387550fdab836ed7e6dc881de23001b fixed it",
+    # met in real PRs (scrapy, redis/go-redis, sanic): templates, placeholders, headings
+    'return f"{scheme}://{self.auth_user}:{self.auth_pass}@{host_port}"',
+    "Example URI: ``ftp://user:pass@ftp.example.com/path/to/export.csv``",
+    "(``socks5://username:password@some_proxy_server:port``)",
+    "//\tredis://<user>:<password>@<host>:<port>/<db_number>",
+    '"ftp://user:%(password)s@ftp.example.com/%(name)s.csv",',
+    "\t// --- Example 1: Basic SetFromBuffer / GetToBuffer round-trip ---",
+    't.Fatalf("missing token in args: KNN=%d SHARD_K_RATIO=%d FILTER=%d (args=%v)",',
+    'request.meta["proxy"] = "https://user1:password1@example.com"',
+    '"AWS_SECRET_ACCESS_KEY": "secret_key",',
+    ".. _temporary security credentials: https://docs.aws.amazon.com/IAM/latest/x.html",
 ])
 def test_code_and_prose_are_left_alone(line):
     assert scrub(line) == line
+
+
+@pytest.mark.parametrize("line,value", [
+    ("ftp://user:2%23um25%21M%23JZ@ftp.example.com/x.csv", "2%23um25%21M%23JZ"),
+    ('os.environ["http_proxy"] = "https://user:s3cr3t@proxy:3128"', "s3cr3t"),
+    ('assert h == b"Basic dXNlcjpwYXNz"', "dXNlcjpwYXNz"),  # base64 of user:pass
+    ("Authorization: Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ==", "QWxhZGRpbjpvcGVuIHNlc2FtZQ"),
+    ("Authorization: Basic k9Xq2LmZp7RtVw3N", "k9Xq2LmZp7RtVw3N"),  # not base64 of a pair, random
+    ("password = 'hunter2%'", "hunter2%"),
+])
+def test_credentials_next_to_those_placeholders_are_still_caught(line, value):
+    assert value not in scrub(line), scrub(line)
+
+
+CERT = """-----BEGIN CERTIFICATE-----
+MIIEVTCCAz2gAwIBAgIJANuZ/6fbAJNcMA0GCSqGSIb3DQEBCwUAMH0xCzAJBgNV
+BAYTAlhXMQswCQYDVQQIDAJYVzEVMBMGA1UEBwwMVGhlIEludGVybmV0MQ8wDQYD
+-----END CERTIFICATE-----"""
+KEY_LINE = "MIIEowIBAAKCAQEA5r2BzxXivtQXvIwrTGug8l6vjuDhf0WDHBU5yIHWvX1rT2MQ"
+
+
+def test_a_certificate_is_public_and_a_private_key_is_not():
+    """A PEM certificate is public by design: a test fixture's certificate stays whole, in text
+    and in a diff. A private key next to it is replaced, line by line in a diff too."""
+    from synth.patches import redact
+    assert scrub(CERT) == CERT
+    text = CERT + "\n-----BEGIN RSA PRIVATE KEY-----\n" + KEY_LINE + "\n-----END RSA PRIVATE KEY-----"
+    assert KEY_LINE not in scrub(text) and CERT in scrub(text)
+    diff = ("diff --git a/k.pem b/k.pem\n--- /dev/null\n+++ b/k.pem\n@@ -0,0 +1,7 @@\n"
+            + "\n".join("+" + ln for ln in text.split("\n")))
+    out, changed = redact(diff)
+    assert changed and KEY_LINE not in out
+    assert all(("+" + ln) in out.split("\n") for ln in CERT.split("\n"))
+    # a random base64 line with no certificate around it is still a finding
+    assert KEY_LINE not in redact("diff --git a/x b/x\n@@ -0,0 +1 @@\n+" + KEY_LINE)[0]
 
 
 def _python_lines(root: Path) -> list[str]:

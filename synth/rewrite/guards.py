@@ -80,16 +80,56 @@ def scrub(text: str | None) -> str:
         return text or ""
     if _ANY_SECRET.search(text):
         text = _scrub_patterns(text)
-    return "\n".join(_scrub_line(line) if len(line) >= 6 else line for line in text.split("\n"))
+    out, public = [], False
+    for line in text.split("\n"):
+        public = in_public_block(line, public)
+        out.append(_scrub_line(line) if len(line) >= 6 and not public else line)
+    return "\n".join(out)
+
+
+# a certificate or a public key in PEM form is public by design: its base64 lines are not
+# scanned for high-entropy strings (a private key's block is replaced whole, above)
+_PUBLIC_BEGIN = re.compile(r"-----BEGIN (?:[A-Z0-9]+ )*(?:CERTIFICATE|PUBLIC KEY)(?: REQUEST)?-----")
+_BASE64_LINE = re.compile(r"[A-Za-z0-9+/]+={0,2}")
+
+
+def in_public_block(line: str, inside: bool) -> bool:
+    """Whether ``line`` opens or continues a PEM certificate or public key, given whether the
+    line before it did (feed every line in order)."""
+    if _PUBLIC_BEGIN.search(line):
+        return True
+    return inside and _BASE64_LINE.fullmatch(line.strip()) is not None
 
 
 def _scrub_patterns(text: str) -> str:
     for kind, rx in _SECRET_PATTERNS:
         if "secret" in rx.groupindex:
-            text = rx.sub(lambda m, k=kind: m.group("pre") + f"[REDACTED:{k}]", text)
+            keep = _NOT_A_SECRET.get(kind)
+            text = rx.sub(lambda m, k=kind, keep=keep: m.group(0) if keep and keep(m.group("secret"))
+                          else m.group("pre") + f"[REDACTED:{k}]", text)
         else:
             text = rx.sub(f"[REDACTED:{kind}]", text)
     return text
+
+
+def _basic_credentials(value: str) -> bool:
+    """``Basic <value>``: a real header's value decodes (base64) to a user id, a colon and a
+    password (RFC 7617), or at least looks random; ``Basic SetFromBuffer`` is a heading."""
+    import base64
+    import binascii
+    try:
+        raw = base64.b64decode(value + "=" * (-len(value) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        raw = b""
+    return b":" in raw or _random_looking(value)
+
+
+# per pattern kind: a match whose secret group is not a secret after all
+_NOT_A_SECRET = {
+    # postgres://user:{password}@host, ftp://user:pass@host in docs, <user>:<password>@<host>
+    "url_password": lambda v: _placeholder(v),
+    "basic_auth": lambda v: not _basic_credentials(v),
+}
 
 
 # ---------------------------------------------------------------- per line
@@ -204,7 +244,8 @@ def _detect_secrets(line: str):
     regex, entropy_plugins, keyword_plugin = _plugins()
     for kind, plugin in regex:
         for value in plugin.analyze_string(line):
-            if isinstance(value, str) and len(value) >= 8 and _MARK not in value:
+            if isinstance(value, str) and len(value) >= 8 and _MARK not in value \
+                    and not (kind == "basic_auth" and _placeholder(value)):
                 yield kind, value
     for plugin in entropy_plugins:
         for value in plugin.analyze_string(line):
@@ -265,7 +306,10 @@ counts usage budget estimate estimator encoder decoder parser lexer stream strea
 _PLACEHOLDERS = frozenset("""none null nil true false undefined empty required optional string str
 int bytes bool boolean number integer float dict list object any text secret secrets password
 passwords token tokens changeme redacted hidden masked example sample dummy placeholder value
-xxx xxxx xxxxx xxxxxx xxxxxxxx yes no on off env default unknown missing""".split())
+xxx xxxx xxxxx xxxxxx xxxxxxxx yes no on off env default unknown missing pass passwd pwd pw
+username user""".split())
+# a printf or format placeholder inside a value: a message template, not data ("KNN=%d")
+_FORMAT_VERB = re.compile(r"%[-+ #0]*\d*(?:\.\d+)?[sdvqxXfrgi]|%\(\w+\)[sdr]|\{\w*(?:![rsa])?(?::[^{}]*)?\}")
 _CODE_WORDS = frozenset("""self this cls os sys env process config settings options opts args
 kwargs request req params data ctx context values environ getenv""".split())
 
@@ -335,6 +379,15 @@ def _placeholder(value: str) -> bool:
         return True
     if v[:1] in "$%{<@*" or v[:2] in ("{{", "#{", "${", "%(") or "..." in v or "…" in v:
         return True
+    if ("%" in v or "{" in v) and _FORMAT_VERB.search(v):
+        return True
+    if re.fullmatch(r"(?:pass(?:word)?|pwd|secret|token)\d{0,2}", low):
+        return True  # user1:password1@example.com
+    if re.fullmatch(r"[a-z][a-z0-9]*(?:_[a-z0-9]+)+", low) and re.search(
+            r"pass|pwd|secret|token|key|cred|auth", low):
+        return True  # "AWS_SECRET_ACCESS_KEY": "secret_key": a name standing in for a value
+    if re.fullmatch(r"https?://[^\s@]+", v):
+        return True  # a link (credentials in a URL are the url_password pattern's)
     return bool(re.search(r"your[_ -]|<[^>]*>|_here\b|example|placeholder|redacted", low))
 
 
