@@ -170,6 +170,18 @@ _PY_PROSE = re.compile(rf"\s*(?:(?=[A-Za-z][\w'’-]*\s+[A-Za-z])(?!(?:{_PY_KEYW
                        rf"[A-Za-z][\w'’-]*\s+[A-Za-z][\w'’-]*"
                        r"(?![\w'’-]*\s*[=(\[.:,])|[~=^*-]{3,}\s*$|:[a-z]+( [\w.]+)?:(\s|$)"
                        r"|\.\. \w+::|>>> )")
+_PY_QUOTED = re.compile(r"'[^'\\]*(?:\\.[^'\\]*)*'" + r'|"[^"\\]*(?:\\.[^"\\]*)*"')
+
+
+def _py_prose(line: str) -> bool:
+    """A line that cannot be Python code: prose, reStructuredText, or a backtick outside a
+    string and a comment (Python 3 has none: ``literal`` and `role` markup in a docstring)."""
+    if _PY_PROSE.match(line):
+        return True
+    if "`" not in line:
+        return False
+    bare = _PY_QUOTED.sub("", line) if ("'" in line or '"' in line) else line
+    return "`" in bare.split("#", 1)[0]
 
 
 def count_code_lines(path: str, patch: str | None,
@@ -254,7 +266,7 @@ def _side_flags(path: str, lines: list[str]) -> list[bool]:
     def is_prose(i: int) -> bool:
         p = prose.get(i)
         if p is None:
-            p = prose[i] = bool(_PY_PROSE.match(lines[i]))
+            p = prose[i] = _py_prose(lines[i])
         return p
 
     flags = [f and not is_prose(i) for i, f in enumerate(_python_token_flags(lines))]
@@ -301,7 +313,7 @@ def code_flags(path: str, lines: list[str]) -> list[bool]:
     if not lines:
         return []
     if lang == "python":
-        return [f and not _PY_PROSE.match(ln) for f, ln in zip(_python_token_flags(lines), lines)]
+        return [f and not _py_prose(ln) for f, ln in zip(_python_token_flags(lines), lines)]
     if lang in COMMENT_SYNTAX:
         return _table_code_flags(lines, *COMMENT_SYNTAX[lang])
     return [bool(ln.strip()) for ln in lines]

@@ -22,7 +22,7 @@ from .errors import ConfigError
 from .models import INFO_CODES, Decision, PullRequest  # noqa: F401 (INFO_CODES: re-exported)
 from .substance import analyse, file_lines
 
-FILTER_CODE_VERSION = "7"  # bump when decide() changes meaning, so decisions re-run
+FILTER_CODE_VERSION = "8"  # bump when decide() changes meaning, so decisions re-run
 
 # Codes that drop a PR. Everything else a decision carries is information.
 DROP_CODES = frozenset({

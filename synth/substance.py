@@ -11,7 +11,8 @@ comments and docstrings already set aside by ``diffs``) and sorts them:
                identifiers, by the same old -> new mapping as elsewhere in the change
     plumbing   parameters declared and forwarded unchanged (``timeout=timeout,``,
                ``self.timeout = timeout``, ``Timeout: timeout,``, ``timeout: float = 5,``),
-               imports, lines of type expressions
+               imports, lines of type expressions, and a Python line that replaces one
+               differing only by type annotations (``def f(x):`` -> ``def f(x: int) -> str:``)
     syntax     punctuation-only lines (``)``, ``},``) and lone keywords (``else:``)
     logic      everything else; a logic line that repeats one already counted (the same
                edit made at several sites, whatever its string and number literals) counts
@@ -24,6 +25,7 @@ decision's metrics, and each rule that uses them says which figure fired it.
 
 from __future__ import annotations
 
+import ast
 import re
 from collections import Counter
 from dataclasses import dataclass, field
@@ -196,6 +198,46 @@ def _rename_pair(old: str, new: str) -> list[tuple[str, str]] | None:
     return subs
 
 
+def _py_stmt(line: str) -> str | None:
+    """One Python line parsed as a statement (a block header with ``pass``), its type
+    annotations taken out; None when it does not parse alone."""
+    src = line.strip()
+    if src.endswith(":"):
+        src += " pass"
+    try:
+        tree = ast.parse(src)
+    except (SyntaxError, ValueError):
+        return None
+    if len(tree.body) != 1:
+        return None
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            node.returns = None
+            for a in node.args.posonlyargs + node.args.args + node.args.kwonlyargs:
+                a.annotation = None
+            for a in (node.args.vararg, node.args.kwarg):
+                if a is not None:
+                    a.annotation = None
+    body = tree.body[0]
+    if isinstance(body, ast.AnnAssign):
+        if body.value is None:
+            return None
+        body = ast.Assign(targets=[body.target], value=body.value)
+    return ast.dump(body)
+
+
+_ANNOTATION_HINT = re.compile(r"\w\s*:\s*[A-Za-z_]")
+
+
+def _annotation_only(old: str, new: str) -> bool:
+    """Two Python lines that differ only by type annotations (``def f(x):`` and
+    ``def f(x: int) -> str:``, ``n = 0`` and ``n: int = 0``)."""
+    if "->" not in new and not _ANNOTATION_HINT.search(new):
+        return False  # no annotation in the new line (the common case: no parse)
+    a = _py_stmt(old)
+    return a is not None and a == _py_stmt(new)
+
+
 def file_lines(path: str, patch: str, sides: tuple[list[str], list[str]],
                flags: tuple[list[bool], list[bool]]) -> FileLines:
     """One file's code lines (``flags``: which added and deleted lines are code) with the
@@ -261,13 +303,18 @@ def analyse(files: list[FileLines]) -> Substance:
     # more lines (or the only one a change makes) is a rename
     pairs: list[tuple[int, int, int, list[tuple[str, str]]]] = []
     mapping: Counter = Counter()
+    annotated: set = set()
     for fi, f in enumerate(files):
+        python = f.path.endswith((".py", ".pyi"))
         for dels, adds in f.blocks:
             for d, a in zip(dels, adds):
                 subs = _rename_pair(f.deleted[d], f.added[a])
                 if subs:
                     pairs.append((fi, d, a, subs))
                     mapping.update(set(subs))
+                elif python and _annotation_only(f.deleted[d], f.added[a]):
+                    annotated.add((fi, "+", a))
+                    annotated.add((fi, "-", d))
     renamed: set[tuple[int, str, int]] = set()
     strong = {m for m, n in mapping.items() if n >= 2} or (set(mapping) if len(mapping) == 1 else set())
     for fi, d, a, subs in pairs:
@@ -312,7 +359,7 @@ def analyse(files: list[FileLines]) -> Substance:
                 if not stripped or _SYNTAX.match(stripped):  # _syntax
                     s.syntax_lines += 1
                     continue
-                if _plumbing_stripped(stripped):
+                if (fi, side, i) in annotated or _plumbing_stripped(stripped):
                     s.plumbing_lines += 1
                     continue
                 n = _shape_of(norms[i])

@@ -33,6 +33,17 @@ def test_python_prose_is_not_code_even_when_its_quotes_are_outside_the_hunk():
     assert (c.code_added, c.other_added) == (4, 4)
 
 
+def test_python_lines_with_backticks_outside_strings_are_docstring_text():
+    # tornado#2586: a hunk inside a long docstring, its reStructuredText markup reworded;
+    # Python 3 code holds no backtick outside a string or a comment
+    p = patch(added=["    If ``condition`` is not ``None``, the `.IOLoop` will be restarted",
+                     "    * ``request``: HTTPRequest object",
+                     '    msg = "use `foo` here"', "    x = 1  # see `foo`",
+                     "    return f'{a}`'"])
+    c = count_code_lines("a.py", p)
+    assert (c.code_added, c.other_added) == (3, 2)
+
+
 TQ = '"' * 3
 SQ = "'" * 3
 

@@ -65,6 +65,23 @@ def test_parameters_declared_and_forwarded_are_plumbing():
     assert s.logic_lines == 0 and s.plumbing_lines == 5 and s.syntax_lines == 1
 
 
+def test_a_line_that_only_gains_type_annotations_is_plumbing():
+    # loguru#1368, scrapy#6276: annotations added across a module are not new logic
+    p = patch("-def parse_size(size):", "+def parse_size(size: str) -> Optional[float]:",
+              "-    async def get(self, key, default=None):",
+              "+    async def get(self, key: str, default: Any = None) -> Any:",
+              "-    count = 0", "+    count: int = 0",
+              "-def f(x: Optional[int]) -> Optional[str]:", "+def f(x: int | None) -> str | None:",
+              # a changed default, a new parameter, a changed value: logic, annotated or not
+              "-def g(a, b=1):", "+def g(a: int, b: int = 2):",
+              "-def h(a):", "+def h(a: int, strict: bool):",
+              "-    total = 0", "+    total: float = 0.5")
+    s = analyse([lines_of("a.py", p)])
+    assert s.plumbing_lines == 8 and s.logic_added == 3 and s.logic_deleted == 3, s
+    # only Python lines are read this way
+    assert analyse([lines_of("a.go", patch("-x := 0", "+x: int = 0"))]).plumbing_lines == 0
+
+
 def test_lines_of_literals_only_are_data_not_logic():
     p = patch("+NAMES = [", '+    "Aaron",', "+    'Abbott',", '+    ("DE", 49),', '+    "de": -1.5,',
               "+    None,", "+    {'code': \"FR\", 'eu': True},", "+]",
