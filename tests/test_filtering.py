@@ -42,6 +42,7 @@ def test_substantive_feature_is_kept_with_reasons(rules):
     ((fc("tests/test_a.py", 90),), "tests_only"),
     ((fc(".github/workflows/ci.yml", 3, 1),), "ci_only"),
     ((fc("package-lock.json", 900, 800),), "lockfile_only"),
+    ((fc("loguru/__init__.pyi", 400), fc("loguru/py.typed", 0)), "stubs_only"),
     ((fc("README.md", 5), fc(".github/workflows/ci.yml", 2)), "no_code"),
     ((fc("src/a.py", 2, 1), fc("src/b.py", 1)), "too_small"),
     ((fc("src/a.py", 3, 2), fc("tests/test_a.py", 40)), "too_small"),  # tests don't make it
@@ -144,7 +145,11 @@ def test_a_change_that_deletes_far_more_logic_than_it_adds_is_a_removal(rules):
     ("README.MD", "docs"), ("SECURITY.md", "docs"), ("debian/changelog", "docs"),
     ("recipe/vendor/golang.org/x/net/context.go", "vendored"),
     ("Godeps/_workspace/src/github.com/stretchr/objx/map.go", "vendored"),
-    ("cmd/kitgen/testdata/foo/service.go", "tests"), ("v2/examples/greet/main.go", "docs")])
+    ("cmd/kitgen/testdata/foo/service.go", "tests"), ("v2/examples/greet/main.go", "docs"),
+    # type stubs; a virtualenv committed by mistake (scrapy's tutorial-env/)
+    ("loguru/__init__.pyi", "stubs"), ("loguru/py.typed", "stubs"),
+    ("tests/data/cases/stub.pyi", "tests"),
+    ("tutorial-env/lib/python3.9/site-packages/jedi/api.py", "vendored")])
 def test_file_classes(rules, path, cls):
     assert rules.classify(path) == cls
 
