@@ -198,9 +198,10 @@ def _rename_pair(old: str, new: str) -> list[tuple[str, str]] | None:
     return subs
 
 
-def _py_stmt(line: str) -> str | None:
-    """One Python line parsed as a statement (a block header with ``pass``), its type
-    annotations taken out; None when it does not parse alone."""
+def _py_stmt(line: str) -> tuple | None:
+    """One Python line, a ``def`` header or an assignment, parsed alone and reduced to what
+    its type annotations do not change (names, parameters, defaults, the value); None for
+    any other line or one that does not parse alone."""
     src = line.strip()
     if src.endswith(":"):
         src += " pass"
@@ -210,23 +211,23 @@ def _py_stmt(line: str) -> str | None:
         return None
     if len(tree.body) != 1:
         return None
-    for node in ast.walk(tree):
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-            node.returns = None
-            for a in node.args.posonlyargs + node.args.args + node.args.kwonlyargs:
-                a.annotation = None
-            for a in (node.args.vararg, node.args.kwarg):
-                if a is not None:
-                    a.annotation = None
-    body = tree.body[0]
-    if isinstance(body, ast.AnnAssign):
-        if body.value is None:
-            return None
-        body = ast.Assign(targets=[body.target], value=body.value)
-    return ast.dump(body)
+    node = tree.body[0]
+    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+        a = node.args
+        return (type(node).__name__, node.name, [ast.dump(d) for d in node.decorator_list],
+                [x.arg for x in a.posonlyargs], [x.arg for x in a.args],
+                a.vararg and a.vararg.arg, [x.arg for x in a.kwonlyargs], a.kwarg and a.kwarg.arg,
+                [ast.dump(d) for d in a.defaults],
+                [d and ast.dump(d) for d in a.kw_defaults])
+    if isinstance(node, ast.AnnAssign) and node.value is not None:
+        return ("=", ast.dump(node.target), ast.dump(node.value))
+    if isinstance(node, ast.Assign) and len(node.targets) == 1:
+        return ("=", ast.dump(node.targets[0]), ast.dump(node.value))
+    return None
 
 
 _ANNOTATION_HINT = re.compile(r"\w\s*:\s*[A-Za-z_]")
+_ASSIGNED = re.compile(r"([A-Za-z_][\w.]*)(?=\s*=[^=]|:)")
 
 
 def _annotation_only(old: str, new: str) -> bool:
@@ -234,6 +235,17 @@ def _annotation_only(old: str, new: str) -> bool:
     ``def f(x: int) -> str:``, ``n = 0`` and ``n: int = 0``)."""
     if "->" not in new and not _ANNOTATION_HINT.search(new):
         return False  # no annotation in the new line (the common case: no parse)
+    a, b = old.strip(), new.strip()
+    if _plumbing_stripped(b) and _plumbing_stripped(a):
+        return False  # plumbing either way (a parameter line of a long signature)
+    if a.startswith(("def ", "async def ")):
+        cut = a.find("(")
+        if cut < 0 or b[:cut + 1] != a[:cut + 1]:
+            return False  # another function
+    else:
+        m = _ASSIGNED.match(a)
+        if m is None or not b.startswith(m.group(1)) or b[len(m.group(1)):][:1] != ":":
+            return False  # not `name[: type] = value` becoming `name: type = value`
     a = _py_stmt(old)
     return a is not None and a == _py_stmt(new)
 
