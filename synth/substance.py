@@ -244,8 +244,9 @@ def _annotation_only(old: str, new: str) -> bool:
             return False  # another function
     else:
         m = _ASSIGNED.match(a)
-        if m is None or not b.startswith(m.group(1)) or b[len(m.group(1)):][:1] != ":":
-            return False  # not `name[: type] = value` becoming `name: type = value`
+        if m is None or not b.startswith(m.group(1)) or (
+                b[len(m.group(1)):][:1] != ":" and "#" not in b):
+            return False  # not `name = value` given a type (`name: T = value`, `# type: T`)
     a = _py_stmt(old)
     return a is not None and a == _py_stmt(new)
 
