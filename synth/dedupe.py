@@ -8,6 +8,7 @@ older one.
 from __future__ import annotations
 
 import hashlib
+import operator
 import re
 import struct
 from dataclasses import dataclass
@@ -51,7 +52,7 @@ def signature(items: set[int]) -> tuple[int, ...] | None:
 
 
 def similarity(s1: tuple[int, ...], s2: tuple[int, ...]) -> float:
-    return sum(x == y for x, y in zip(s1, s2)) / len(s1)
+    return sum(map(operator.eq, s1, s2)) / len(s1)
 
 
 @dataclass(frozen=True)

@@ -174,6 +174,48 @@ def test_near_duplicates_are_flagged(cli, tmp_path, db, loose):
     assert rows[1][1] == first_id
 
 
+def test_template_tasks_are_not_twins_for_sharing_the_templates_words(cli, tmp_path, db, loose):
+    """Found on real clones (go-playground/validator, samber/lo): PRs with a short title and
+    no description got template queries that were nearly all fixed sentences ("In the x
+    codebase: ...", "No description was given ...", "Work through the subtasks ..."), so
+    nearly every such task was flagged a near-duplicate of another, and dedupe compared
+    every pair. Only the distinctive part is compared now; the same change landed twice is
+    still a twin."""
+    from histories import module_text
+
+    from synth.sources.history import build_repository
+    titles = ["Add base32 validator tag", "Deprecate rmagic", "Fix flow.kill",
+              "Add validation for directories", "Add dutch translations", "Fix flow.kill"]
+    commits = [{"kind": "direct", "message": "init", "author": "A <a@b.c>",
+                "date": "2024-01-01T00:00:00+00:00", "files": {"README.md": "x\n"}}]
+    for i, title in enumerate(titles):
+        commits.append({"kind": "squash", "pr": 10 + i, "title": title, "body": "",
+                        "author": "A <a@b.c>", "date": f"2024-01-0{2 + i}T00:00:00+00:00",
+                        "files": {f"src/m{i}.py": module_text(f"m{i}", 9)}})
+    repo = build_repository({"repo": {"name": "acme/short"}, "commits": commits}, tmp_path / "s")
+    assert cli("run", "--git", repo, "--db", db).code == 0
+    rows = q(db, "SELECT number, dup_of IS NOT NULL, dup_kind FROM tasks ORDER BY number")
+    assert len(rows) == 6
+    assert [(n, k) for n, dup, k in rows if dup] == [(15, "query")]  # the second "Fix flow.kill"
+
+
+def test_a_queue_signed_the_old_way_is_signed_again(cli, tmp_path, db, loose):
+    """Schema 9 drops the signatures taken with the template's words; the next run (or
+    `synth dedupe`) signs every task again and clears the flags they caused."""
+    import duckdb
+
+    from synth.queue.schema import SCHEMA_VERSION
+    test_template_tasks_are_not_twins_for_sharing_the_templates_words(cli, tmp_path, db, loose)
+    con = duckdb.connect(str(db))
+    con.execute("UPDATE tasks SET dup_of = 'x', dup_kind = 'query'")  # as the old flags were
+    con.execute("DELETE FROM schema_migrations WHERE version = 9")
+    con.close()
+    assert cli("dedupe", "--db", db).code == 0
+    assert q(db, "SELECT count(*) FROM tasks WHERE dup_of IS NOT NULL") == [(1,)]
+    assert q(db, "SELECT max(version) FROM schema_migrations") == [(SCHEMA_VERSION,)]
+    assert q(db, "SELECT count(DISTINCT task_id) FROM task_signatures") == [(6,)]
+
+
 def test_agreement_math():
     assert cohen_kappa(["a", "a", "r", "r"], ["a", "a", "r", "r"]) == 1.0
     assert cohen_kappa(["a", "r", "a", "r"], ["r", "a", "r", "a"]) == -1.0

@@ -296,6 +296,7 @@ def dedupe_tasks(queue: "Queue", threshold: float = 0.8):
     its new tasks."""
     from ..dedupe import shingles, signature, twins_from_signatures
     from ..diffs import changed_lines
+    from ..rewrite.template import distinctive
     res = DedupeResult()
     if not queue.path.exists():
         return res
@@ -315,7 +316,7 @@ def dedupe_tasks(queue: "Queue", threshold: float = 0.8):
                 patches.setdefault((repo, number), []).extend(changed_lines(patch)[0])
         new_rows = []
         for task_id, query, repo, members in todo:  # a chain: all its PRs' patches
-            new_rows.append((task_id, "query", signature(shingles(query or ""))))
+            new_rows.append((task_id, "query", signature(shingles(distinctive(query)))))
             new_rows.append((task_id, "patch", signature(shingles("\n".join(
                 line for n in members for line in patches.get((repo, n), []))))))
         con.execute("BEGIN TRANSACTION")

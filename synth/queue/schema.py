@@ -9,7 +9,7 @@ from typing import Any
 
 import duckdb
 
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 9
 TABLES = ("repos", "pull_requests", "pr_files", "decisions", "chain_repos", "chains", "tasks",
           "failures", "cursors", "runs", "resolved")  # what a batch writes, in order
 # ("resolved" updates failures; "chain_repos" clears the chains of repositories re-detected)
@@ -72,6 +72,13 @@ def _upgrade_7(con: duckdb.DuckDBPyConnection) -> None:
                 "WHERE members IS NULL")
 
 
+def _upgrade_9(con: duckdb.DuckDBPyConnection) -> None:
+    """Query signatures were taken over the template rewriter's fixed sentences too, so two
+    template tasks with short titles looked like twins: drop every signature; the next
+    dedupe (every run's last step) signs each task again and sets the flags afresh."""
+    con.execute("DROP TABLE IF EXISTS task_signatures")  # schema.sql makes it again, empty
+
+
 # (version, name, upgrade): a new file runs schema.sql and records every version; an older
 # file runs the upgrades it lacks (new columns), in order, then schema.sql (new tables,
 # views), in one transaction.
@@ -84,6 +91,8 @@ MIGRATIONS: list[tuple[int, str, Any]] = [
     (6, "review_events.journal_id: actions applied from the review journal", _upgrade_6),
     (7, "chains; tasks' kind, members and reference change; file modes, branch names", _upgrade_7),
     (8, "review_queue leaves out chain tasks whose chain is gone (superseded)", lambda con: None),
+    (9, "near-duplicate signatures signed again, queries without the template's fixed sentences",
+     _upgrade_9),
 ]
 
 

@@ -93,9 +93,7 @@ def rewrite_chain(prs: list[PullRequest], chain_id: str, rules: Rules,
         title=_cut(f"{titles[0]}, then {len(prs) - 1} follow-up step(s)", 200),
         category=_category(first, classes),
         background=_cut(background, 1000),
-        query=_cut(f"In the {repo} codebase, carry out this series of changes in order, each "
-                   f"building on the one before: {steps}. Keep the existing tests passing "
-                   "after every step.", 1000),
+        query=_cut(f"In the {repo} codebase{_CHAIN_OPENING} {steps}. {_CHAIN_CLOSING}", 1000),
         subtasks=subtasks,
         modified_files=list(dict.fromkeys(_cut(f.path, 200) for p in prs for f in p.files
                                           if f.status != "deleted"))[:50],
@@ -159,14 +157,30 @@ def _background(pr: PullRequest) -> str:
     parts = [scrub(body)] if body else []
     for issue in pr.linked_issues:
         parts.append(f"Related issue: {scrub(issue.title)}\n{scrub(issue.body).strip()}".strip())
-    return "\n\n".join(parts) or "No description was given with the change."
+    return "\n\n".join(parts) or NO_DESCRIPTION
+
+
+NO_DESCRIPTION = "No description was given with the change."
+_CLOSING = "Work through the subtasks in order and keep the existing tests passing."
+_CHAIN_OPENING = ", carry out this series of changes in order, each building on the one before:"
+_CHAIN_CLOSING = "Keep the existing tests passing after every step."
+# the fixed sentences of every query this rewriter writes (distinctive() takes them out)
+_FIXED = re.compile("|".join([r"^In the [\w.-]+ codebase[:,]\s*", re.escape(NO_DESCRIPTION),
+                              re.escape(_CLOSING), re.escape(_CHAIN_OPENING.lstrip(", ")),
+                              re.escape(_CHAIN_CLOSING)]))
+
+
+def distinctive(query: str) -> str:
+    """A query without the sentences this rewriter puts in every query ("In the x codebase:",
+    "No description was given ...", "Work through the subtasks ..."): what near-duplicate
+    detection compares, so that two tasks are not twins for sharing the template's words."""
+    return _FIXED.sub(" ", query or "").strip()
 
 
 def _query(pr: PullRequest, title: str, background: str) -> str:
     first = background.split("\n\n", 1)[0].strip()
     repo = pr.repo.split("/", 1)[-1]
-    return (f"In the {repo} codebase: {title}.\n\n{first}\n\n"
-            "Work through the subtasks in order and keep the existing tests passing.")
+    return f"In the {repo} codebase: {title}.\n\n{first}\n\n{_CLOSING}"
 
 
 def _category(pr: PullRequest, classes: dict[str, str]) -> str:
