@@ -378,6 +378,7 @@ class Rewrite:
 
     def _work(self) -> None:
         ctx = self.ctx
+        scrub_line = patches.ScrubMemo()  # this worker's own
         while True:
             pr = self._todo.get()
             if pr is None:
@@ -386,7 +387,7 @@ class Rewrite:
                 if ctx.clock.stopping:
                     raise Stopped("stopping")  # abandoned: stays pending for the next run
                 if isinstance(pr, _ChainWork):  # a chain: one task over its PRs in order
-                    result = self._chain(pr)
+                    result = self._chain(pr, scrub_line)
                     if not ctx.clock.stopping:
                         ctx.writer.put(_result_batch(result))
                     continue
@@ -399,7 +400,7 @@ class Rewrite:
                 license, language = self._meta.get(pr.repo, (None, None))
                 result = self.rewriter.rewrite_one(pr, license, language)
                 if isinstance(result, Task):
-                    result = patches.attach(result, [pr], self._is_test)
+                    result = patches.attach(result, [pr], self._is_test, scrub_line=scrub_line)
                 if not ctx.clock.stopping:
                     ctx.writer.put(_result_batch(result))
                     if isinstance(result, Task):
@@ -421,12 +422,12 @@ class Rewrite:
     def _is_test(self, path: str) -> bool:
         return self.ctx.rules.classify(path) == "tests"
 
-    def _chain(self, work: "_ChainWork") -> Task | Failure:
+    def _chain(self, work: "_ChainWork", scrub_line=None) -> Task | Failure:
         license, language = self._meta.get(work.repo, (None, None))
         result = self.rewriter.rewrite_chain(work.prs, work.chain_id, license, language)
         if isinstance(result, Task):
             result = patches.attach(result, work.prs, self._is_test, work.foreign,
-                                    self._applies.get(work.repo))
+                                    self._applies.get(work.repo), scrub_line)
         return result
 
 

@@ -202,3 +202,27 @@ def test_tests_added_by_language():
     js = "@@ -1 +1,3 @@\n describe('x', () => {\n+  it('does a thing', () => {\n+  test(\"other\", f)\n"
     assert patches.tests_added("a.test.ts", js) == ["a.test.ts::does a thing", "a.test.ts::other"]
     assert patches.tests_added("README.md", py) == []
+
+
+def test_a_scrub_memo_gives_what_scrub_gives_and_scrubs_a_line_once():
+    """The rewrite workers scrub patch lines through a ScrubMemo (a run meets the same lines
+    again and again): the same result as guards.scrub, every line scrubbed once, and the
+    memory bounded."""
+    from synth.rewrite.guards import scrub
+    lines = ["x = 1", "password = 'hunter2!'", "token: ghp_" + "a1B2" * 9, "x = 1",
+             "ftp://user:pass@host/x", "password = 'hunter2!'"]
+    calls: list[str] = []
+    memo = patches.ScrubMemo(limit=3)
+    import synth.rewrite.guards as guards
+    real = guards.scrub
+    guards.scrub = lambda s: calls.append(s) or real(s)
+    try:
+        assert [memo(ln) for ln in lines] == [scrub(ln) for ln in lines]
+    finally:
+        guards.scrub = real
+    assert "hunter2" not in memo("password = 'hunter2!'")
+    assert len(calls) == 4 + 1  # four distinct lines; the fourth filled the memo, which forgot
+    assert len(memo._seen) <= 3
+    diff = ("diff --git a/c.py b/c.py\n--- a/c.py\n+++ b/c.py\n@@ -1,2 +1,2 @@\n x = 1\n"
+            "-password = 'old-secret9'\n+password = 'hunter2!'\n")
+    assert patches.redact(diff, memo) == patches.redact(diff)
