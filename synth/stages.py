@@ -358,12 +358,16 @@ class Rewrite:
                                             limit=want + len(self._tried_chains))
                 if c[0] not in self._tried_chains][:want]
         out = []
+        loaded = []
         for chain_id, repo, members in todo:
             self._tried_chains.add(chain_id)
             prs = q.load_pull_requests(ctx.queue, [(repo, n) for n in members])
             if len(prs) == len(members):
-                out.append(_ChainWork(chain_id, repo, prs,
-                                      q.foreign_changes(ctx.queue, repo, members)))
+                loaded.append((chain_id, repo, members, prs))
+        for repo in dict.fromkeys(r for _, r, _, _ in loaded):  # one query per repository
+            mine = [c for c in loaded if c[1] == repo]
+            foreign = q.foreign_changes_many(ctx.queue, repo, [c[2] for c in mine])
+            out += [_ChainWork(cid, repo, prs, f) for (cid, _, _, prs), f in zip(mine, foreign)]
         return out
 
     def _pending_left(self) -> bool:

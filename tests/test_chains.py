@@ -295,6 +295,24 @@ def test_run_writes_chain_tasks_and_the_export_carries_reference_changes(cli, cl
             assert applies(clone, s["base_commit"], s["patch"] + s["test_patch"], tmp_path / "i")
 
 
+def test_foreign_changes_of_many_chains_in_one_query_are_each_chains_own(cli, clone, db):
+    """The rewrite stage asks for what other PRs changed in its chains' files meanwhile once
+    per repository and hand-out (on Textualize/textual, 128 chains: 16 s as one query each,
+    1.1 s together): each chain gets exactly what asking for it alone gives."""
+    from synth.queue import Queue
+    from synth.queue import reads
+    assert cli("run", "--git", clone, "--db", db, "--no-rewrite").code == 0
+    queue = Queue(db)
+    chains = [list(m) for (m,) in q(db, "SELECT members FROM chains ORDER BY first_merged_at")]
+    # and made-up ones: every PR with its neighbours, spans that overlap, one PR alone
+    numbers = [n for (n,) in q(db, "SELECT number FROM pull_requests ORDER BY merged_at")]
+    chains += [numbers[i:i + 3] for i in range(0, len(numbers) - 2, 2)] + [numbers[:1]]
+    chains += [numbers[::2], numbers[1::3], [numbers[0], numbers[-1]]]  # others in between
+    each = [reads.foreign_changes(queue, "acme/widgets", m) for m in chains]
+    assert reads.foreign_changes_many(queue, "acme/widgets", chains) == each
+    assert any(each)  # something to compare
+
+
 def test_a_series_that_meets_a_commit_pushed_without_a_pr_is_flagged(cli, tmp_path, db):
     """#41 fixes lines #40 added, but in between a commit pushed straight to main (no PR,
     so no foreign change synth knows of) rewrote the rest of the file: the series does not

@@ -9,7 +9,7 @@
     exports.py   the export query
 """
 
-from .reads import (chain_candidates, chain_state, chains_of, foreign_changes,
+from .reads import (chain_candidates, chain_state, chains_of, foreign_changes, foreign_changes_many,
                     pending_chains)
 from .reads import (crawl_state, decided_prs, funnel, github_repos, load_http_cache,
                     load_pull_requests, pending_rewrites, recent_runs, repo_list, repo_meta,
@@ -23,6 +23,6 @@ __all__ = [
     "crawl_state", "decided_prs", "funnel", "github_repos", "load_http_cache",
     "load_pull_requests", "pending_rewrites", "recent_runs", "repo_list", "repo_meta",
     "triage_verdicts", "triaged",
-    "chain_candidates", "chain_state", "chains_of", "foreign_changes", "pending_chains",
+    "chain_candidates", "chain_state", "chains_of", "foreign_changes", "foreign_changes_many", "pending_chains",
     "abandon_runs", "save_http_cache",
 ]

@@ -189,6 +189,48 @@ def foreign_changes(queue: "Queue", repo: str, members: list[int]) -> list[tuple
     return [tuple(r) for r in rows]
 
 
+def foreign_changes_many(queue: "Queue", repo: str, chains: list[list[int]]) -> list[list[tuple]]:
+    """``foreign_changes`` of several chains of one repository, in one query: the rows of
+    every PR merged within any chain's span that changed a file of any chain, split per
+    chain here (each gets exactly what ``foreign_changes`` gives it)."""
+    if not chains:
+        return []
+    every = sorted({n for m in chains for n in m})
+    _, spans = queue.query("SELECT number, merged_at FROM pull_requests WHERE repo = ? AND "
+                           "list_contains(?::INTEGER[], number)", [repo, every],
+                           wait=queue.busy_timeout)
+    merged = dict(spans)
+    _, files = queue.query("SELECT DISTINCT number, path FROM pr_files WHERE repo = ? AND "
+                           "list_contains(?::INTEGER[], number)", [repo, every],
+                           wait=queue.busy_timeout)
+    paths_of: dict[int, set[str]] = {}
+    for n, path in files:
+        paths_of.setdefault(n, set()).add(path)
+    want = []  # per chain: (lo, hi, paths, members)
+    for m in chains:
+        times = [merged[n] for n in m if merged.get(n) is not None]
+        want.append((min(times), max(times), set().union(*(paths_of.get(n, set()) for n in m)),
+                     set(m)) if times else None)
+    live = [w for w in want if w is not None and w[2]]
+    if not live:
+        return [[] for _ in chains]
+    _, rows = queue.query(
+        "SELECT p.merged_at, f.path, f.patch, f.number FROM pr_files f JOIN pull_requests p "
+        "USING (repo, number) WHERE f.repo = ? AND p.merged_at > ? AND p.merged_at <= ? "
+        "AND list_contains(?::VARCHAR[], f.path) ORDER BY p.merged_at, f.path",
+        [repo, min(w[0] for w in live), max(w[1] for w in live),
+         sorted(set().union(*(w[2] for w in live)))], wait=queue.busy_timeout)
+    out = []
+    for w in want:
+        if w is None or not w[2]:
+            out.append([])
+            continue
+        lo, hi, paths, members = w
+        out.append([(at, path, patch) for at, path, patch, n in rows
+                    if lo < at <= hi and path in paths and n not in members])
+    return out
+
+
 def chains_of(queue: "Queue", repo: str, number: int) -> list[Chain]:
     """The stored chains a PR belongs to (for `synth explain`)."""
     if not queue.path.exists():
