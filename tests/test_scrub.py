@@ -38,6 +38,25 @@ def test_every_planted_secret_is_scrubbed(secret):
     assert "[REDACTED:" in scrub(secret.line)
 
 
+def test_every_pattern_has_the_text_its_matches_hold():
+    """scrub looks for its own patterns only in text holding one of a pattern's needles (a
+    substring test, far cheaper than the regex on long lines): every pattern has needles,
+    and every match of a pattern in the planted corpus holds one of its own."""
+    import synth.rewrite.guards as g
+    kinds = [k for k, _ in g._SECRET_PATTERNS]
+    assert set(kinds) == set(g._NEEDLES) | set(g._NEEDLES_LOWER)
+    matched = set()
+    for secret in CORPUS:
+        for kind, rx in g._SECRET_PATTERNS:
+            for m in rx.finditer(secret.line):
+                matched.add(kind)
+                needles = g._NEEDLES.get(kind, ())
+                lower = g._NEEDLES_LOWER.get(kind, ())
+                assert any(n in m.group(0) for n in needles) or any(
+                    n in m.group(0).lower() for n in lower), (kind, m.group(0))
+    assert len(matched) >= 15  # the corpus exercises most patterns
+
+
 def test_secrets_in_one_text_are_all_scrubbed():
     text = "\n".join(f"- {s.line}" for s in CORPUS)
     out = scrub(text)
