@@ -103,6 +103,9 @@ def format_task(t: dict) -> str:
         out.append(f"  flags: {', '.join(t['flags'])}")
     if t.get("dup_of"):
         out.append(f"  near-duplicate of {t['dup_of']} ({t['dup_kind']}, similarity {t['dup_similarity']:.2f})")
+    if t.get("pr_dropped"):
+        out.append("  the current filter rules drop this PR (they changed since the task was "
+                   "written): not in review_queue; `synth explain` says why")
     if t.get("applicable") is not None:
         out.append(f"  reference change: {'applies' if t['applicable'] else 'NOT applicable'}"
                    + (f" ({', '.join(t['apply_issues'])})" if t.get("apply_issues") else "")

@@ -114,7 +114,8 @@ CREATE TABLE IF NOT EXISTS tasks (
     tests_added     VARCHAR[],                -- tests the change adds or modifies (path::name)
     applicable      BOOLEAN,                  -- patch and test_patch apply at the base (false: see apply_issues)
     apply_issues    VARCHAR[],                -- binary_files, patch_truncated, patches_missing, ...
-    stages          JSON                      -- a chain: per PR {number, base_commit, merge_commit, patch, test_patch, tests_added, applicable, issues}
+    stages          JSON,                     -- a chain: per PR {number, base_commit, merge_commit, patch, test_patch, tests_added, applicable, issues}
+    pr_dropped      BOOLEAN DEFAULT false     -- a PR task whose PR the latest decision drops (rules changed since it was written)
 );
 
 -- Series of related merged PRs (chains.py, rules in filters/ [chains]), replaced per
@@ -238,6 +239,9 @@ WHERE status = 'pending'
   -- so does a chain task whose chain is gone: later PRs re-shaped it (the chain that
   -- replaced it has a task of its own), or the chain rules changed
   AND (kind IS DISTINCT FROM 'chain' OR chain_id IN (SELECT chain_id FROM chains))
+  -- and a PR task whose PR the rules now drop (they changed since it was written): it
+  -- comes back if a later rule change keeps the PR again
+  AND NOT coalesce(pr_dropped, false)
 ORDER BY judge_score DESC NULLS LAST, confidence DESC NULLS LAST, created_at, task_id;
 
 CREATE OR REPLACE VIEW approved_tasks AS

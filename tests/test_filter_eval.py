@@ -200,3 +200,38 @@ def test_the_labelled_set_of_real_prs_is_well_formed():
     assert set(splits) == {"tune", "heldout"}
     assert not splits["tune"] & splits["heldout"]
     assert len(splits["heldout"]) >= 2
+
+
+def test_a_rule_change_takes_tasks_of_dropped_prs_out_of_the_review_queue(cli, history_100,
+                                                                          db, tmp_path):
+    """After a rule change, a pending task whose PR the new rules drop leaves review_queue
+    (schema 10: tasks.pr_dropped follows each PR's latest decision); its status is not
+    touched, and it comes back when the rules keep the PR again."""
+    from dbutil import q
+
+    from synth.filtering import default_rules_path
+    path, _ = history_100
+    loose = tmp_path / "loose.toml"
+    loose.write_text(LOOSE_SUBSTANCE)
+    settings = tmp_path / "synth.toml"
+    settings.write_text(f'[filters]\nfiles = ["{default_rules_path()}", "{loose}"]\n')
+    assert cli("run", "--git", path, "--db", db).code == 0  # the loose rules: more kept
+    tasks = q(db, "SELECT count(*) FROM tasks WHERE kind = 'pr'")[0][0]
+    assert q(db, "SELECT count(*) FROM review_queue WHERE kind = 'pr'")[0][0] > 0
+    settings.write_text("")  # back to the default rules: some of those PRs are dropped now
+    assert cli("filter", "--rescore", "--db", db).code == 0
+    dropped = q(db, "SELECT count(*) FROM tasks t JOIN candidates c USING (repo, number) "
+                    "WHERE t.kind = 'pr' AND NOT c.kept")[0][0]
+    assert 0 < dropped < tasks
+    assert q(db, "SELECT count(*) FROM tasks WHERE pr_dropped") == [(dropped,)]
+    assert q(db, "SELECT count(*) FROM review_queue r JOIN candidates c USING (repo, number) "
+                 "WHERE r.kind = 'pr' AND NOT c.kept") == [(0,)]
+    assert q(db, "SELECT count(*) FROM tasks WHERE status = 'pending'") == [(tasks,)]
+    listed = cli("review", "list", "--db", db, "--limit", "1000").out
+    gone = q(db, "SELECT task_id FROM tasks WHERE pr_dropped LIMIT 1")[0][0]
+    assert gone not in listed
+    assert "the current filter rules drop this PR" in cli("review", "show", gone, "--db", db).out
+    settings.write_text(f'[filters]\nfiles = ["{default_rules_path()}", "{loose}"]\n')
+    assert cli("filter", "--rescore", "--db", db).code == 0  # kept again: back in the queue
+    assert q(db, "SELECT count(*) FROM tasks WHERE pr_dropped") == [(0,)]
+    assert gone in cli("review", "list", "--db", db, "--limit", "1000").out

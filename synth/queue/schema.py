@@ -9,7 +9,7 @@ from typing import Any
 
 import duckdb
 
-SCHEMA_VERSION = 9
+SCHEMA_VERSION = 10
 TABLES = ("repos", "pull_requests", "pr_files", "decisions", "chain_repos", "chains", "tasks",
           "failures", "cursors", "runs", "resolved")  # what a batch writes, in order
 # ("resolved" updates failures; "chain_repos" clears the chains of repositories re-detected)
@@ -79,6 +79,15 @@ def _upgrade_9(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("DROP TABLE IF EXISTS task_signatures")  # schema.sql makes it again, empty
 
 
+def _upgrade_10(con: duckdb.DuckDBPyConnection) -> None:
+    """tasks.pr_dropped, set from each PR's latest decision (later decisions keep it)."""
+    con.execute("ALTER TABLE tasks ADD COLUMN IF NOT EXISTS pr_dropped BOOLEAN DEFAULT false")
+    con.execute("UPDATE tasks SET pr_dropped = NOT d.kept FROM (SELECT repo, number, "
+                "arg_max(kept, decided_at) AS kept FROM decisions GROUP BY repo, number) d "
+                "WHERE tasks.repo = d.repo AND tasks.number = d.number "
+                "AND coalesce(tasks.kind, 'pr') = 'pr'")
+
+
 # (version, name, upgrade): a new file runs schema.sql and records every version; an older
 # file runs the upgrades it lacks (new columns), in order, then schema.sql (new tables,
 # views), in one transaction.
@@ -93,6 +102,8 @@ MIGRATIONS: list[tuple[int, str, Any]] = [
     (8, "review_queue leaves out chain tasks whose chain is gone (superseded)", lambda con: None),
     (9, "near-duplicate signatures signed again, queries without the template's fixed sentences",
      _upgrade_9),
+    (10, "tasks.pr_dropped: review_queue leaves out PR tasks whose PR the rules now drop",
+     _upgrade_10),
 ]
 
 

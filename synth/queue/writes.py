@@ -226,8 +226,14 @@ def _statements(columns: dict[str, dict[str, str]], table: str, staged: str,
     keys, updates = UPSERT[table]
     action = ("DO UPDATE SET " + ", ".join(f"{c} = excluded.{c}" for c in updates)
               if updates else "DO NOTHING")
-    return [f"INSERT INTO {table} BY NAME SELECT * FROM {reader} "
-            f"ON CONFLICT ({', '.join(keys)}) {action}"]
+    out = [f"INSERT INTO {table} BY NAME SELECT * FROM {reader} "
+           f"ON CONFLICT ({', '.join(keys)}) {action}"]
+    if table == "decisions":  # a PR's tasks follow its latest decision (review_queue)
+        out.append(f"UPDATE tasks SET pr_dropped = NOT d.kept FROM {staged} d "
+                   "WHERE tasks.repo = d.repo AND tasks.number = d.number "
+                   "AND coalesce(tasks.kind, 'pr') = 'pr' "
+                   "AND tasks.pr_dropped IS DISTINCT FROM (NOT d.kept)")
+    return out
 
 
 @contextlib.contextmanager
