@@ -324,3 +324,23 @@ def test_git_killed_mid_stream_fails_the_source_without_empty_prs(history_100, m
         for pr in src.pull_requests(commits, unreadable=[]):
             got.append(pr)
     assert got and len(got) < len(commits) and all(pr.files for pr in got)
+
+
+def test_a_history_that_hides_its_prs_says_so_on_the_first_crawl(tmp_path, cli, monkeypatch):
+    """gohugoio/hugo rebase-merges: 81 of its 10,065 commits name a PR, and a --git crawl
+    found 81 PRs without a word. A first crawl that finds fewer PRs than 5 % of the commits
+    (in a history of at least 500; 30 here) now says why and what to do instead."""
+    import synth.sources.git as gitsource
+    monkeypatch.setattr(gitsource, "FEW_PRS_MIN_COMMITS", 30)
+    commits = [{"kind": "direct", "message": f"hugolib: change {i}", "author": "A <a@b>",
+                "date": f"2024-01-01T00:{i:02d}:00+00:00", "files": {f"f{i}.go": f"package x // {i}\n"}}
+               for i in range(40)]
+    commits.append({"kind": "squash", "pr": 7, "title": "Add a thing", "author": "A <a@b>",
+                    "date": "2024-01-02T00:00:00+00:00", "files": {"x.go": "package x\n"}})
+    path = build_repository({"repo": {"name": "o/rebased"}, "commits": commits}, tmp_path / "r")
+    db = tmp_path / "q.duckdb"
+    r = cli("run", "--git", path, "--no-rewrite", "--db", db)
+    assert r.code == 0, r
+    assert "only 1 of its 41 commits name a PR" in r.err and "--github" in r.err
+    r = cli("run", "--git", path, "--no-rewrite", "--db", db)  # said once, not every night
+    assert r.code == 0 and "name a PR" not in r.err

@@ -22,6 +22,7 @@ and one more ``log`` the authors of merge heads.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import re
 import subprocess
 from dataclasses import dataclass
@@ -35,6 +36,12 @@ from ..clock import Clock
 from ..errors import EmptyHistory, NotAGitRepository, SourceError
 from ..models import Cursor, Failure, FileChange, PullRequest, Repo, SourceBatch
 from .gitpatch import MAX_PATCH_KEEP, drained, parse_log_patches  # noqa: F401 (re-exported)
+
+log = logging.getLogger(__name__)
+# a first crawl that finds fewer PRs than this share of the history's commits (and the
+# history has at least FEW_PRS_MIN_COMMITS) says why: the project keeps no PR numbers in git
+FEW_PRS_SHARE = 0.05
+FEW_PRS_MIN_COMMITS = 500
 
 MAX_UNREADABLE = 10  # commits in a row whose diff git cannot read: then the repository fails
 # what git's --grep keeps for the listing: every message that may hold a PR subject
@@ -180,6 +187,10 @@ class GitSource:
             g = graph.result()
             return _stack_bases(some, heads, g.child, g.is_ancestor)
         return commits, stack_bases
+
+    def commit_count(self) -> int:
+        """How many commits the history holds (its revisions: every branch, or --ref)."""
+        return int(self._git("rev-list", "--count", *self.revisions, "--").strip() or 0)
 
     def _graph(self) -> "_Graph":
         """The history's commit graph, in topological order (one git process)."""
@@ -487,6 +498,8 @@ class GitRepoSource:
                                 else self.git.listing())
         self._listing = None  # a later crawl of this source lists afresh
         listed = len(commits)
+        if not known:  # a first crawl: say so when the history hides its PRs
+            self._few_prs(listed)
         if limit:
             commits = commits[:limit]
         todo = [c for c in commits if c.number not in known]
@@ -508,6 +521,15 @@ class GitRepoSource:
         if buf or first or len(unreadable) > sent:
             yield SourceBatch(prs=buf, counts=first, total=len(todo) - len(unreadable),
                               failures=unreadable[sent:])
+
+
+    def _few_prs(self, listed: int) -> None:
+        total = self.git.commit_count()
+        if total >= FEW_PRS_MIN_COMMITS and listed < FEW_PRS_SHARE * total:
+            log.warning(
+                "%s: only %d of its %d commits name a PR ('Merge pull request #N' or a subject "
+                "ending in '(#N)'): a project that rebase-merges keeps no PR numbers in git; "
+                "crawl it with --github to see its PRs", self.repo_name, listed, total)
 
 
 class _Background:
