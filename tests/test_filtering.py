@@ -147,7 +147,7 @@ def test_a_change_that_deletes_far_more_logic_than_it_adds_is_a_removal(rules):
     ("Godeps/_workspace/src/github.com/stretchr/objx/map.go", "vendored"),
     ("cmd/kitgen/testdata/foo/service.go", "tests"), ("v2/examples/greet/main.go", "docs"),
     # type stubs; a virtualenv committed by mistake (scrapy's tutorial-env/)
-    ("loguru/__init__.pyi", "stubs"), ("loguru/py.typed", "stubs"),
+    ("loguru/__init__.pyi", "stubs"), ("loguru/py.typed", "stubs"), ("CITATION.cff", "docs"),
     ("tests/data/cases/stub.pyi", "tests"),
     ("tutorial-env/lib/python3.9/site-packages/jedi/api.py", "vendored")])
 def test_file_classes(rules, path, cls):
