@@ -107,6 +107,12 @@ def test_keyword_pairs_are_caught_whatever_the_entropy(line, value):
     'request.meta["proxy"] = "https://user1:password1@example.com"',
     '"AWS_SECRET_ACCESS_KEY": "secret_key",',
     ".. _temporary security credentials: https://docs.aws.amazon.com/IAM/latest/x.html",
+    # a local service's default (the password is the user name), published example keys
+    'broker="pyamqp://guest:guest@rabbit:5672//",', 'sql.Open("mysql", "mysql://root:root@tcp(db)/x")',
+    "AZURE=DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=Eby8vdM02xNOcq"
+    "FlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==;",
+    "aws_access_key_id = AKIAIOSFODNN7EXAMPLE",
+    "aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
 ])
 def test_code_and_prose_are_left_alone(line):
     assert scrub(line) == line
@@ -119,6 +125,9 @@ def test_code_and_prose_are_left_alone(line):
     ("Authorization: Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ==", "QWxhZGRpbjpvcGVuIHNlc2FtZQ"),
     ("Authorization: Basic k9Xq2LmZp7RtVw3N", "k9Xq2LmZp7RtVw3N"),  # not base64 of a pair, random
     ("password = 'hunter2%'", "hunter2%"),
+    ("postgres://app:app2@db/x", "app2"),  # only the very user name is a default
+    ("AccountKey=Zby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/"
+     "KBHBeksoGMGw==;", "Zby8vdM02xNOcq"),  # one character off the published key
 ])
 def test_credentials_next_to_those_placeholders_are_still_caught(line, value):
     assert value not in scrub(line), scrub(line)

@@ -145,10 +145,11 @@ def _scrub_patterns(text: str) -> str:
     for kind, rx in _SECRET_PATTERNS:
         if "secret" in rx.groupindex:
             keep = _NOT_A_SECRET.get(kind)
-            text = rx.sub(lambda m, k=kind, keep=keep: m.group(0) if keep and keep(m.group("secret"))
+            text = rx.sub(lambda m, k=kind, keep=keep: m.group(0) if keep and keep(m)
                           else m.group("pre") + f"[REDACTED:{k}]", text)
         else:
-            text = rx.sub(f"[REDACTED:{kind}]", text)
+            text = rx.sub(lambda m, k=kind: m.group(0) if m.group(0) in PUBLISHED
+                          else f"[REDACTED:{k}]", text)
     return text
 
 
@@ -164,11 +165,35 @@ def _basic_credentials(value: str) -> bool:
     return b":" in raw or _random_looking(value)
 
 
-# per pattern kind: a match whose secret group is not a secret after all
+# Credentials published by their vendors for local emulators and documentation: public by
+# design, they hide nothing (Azurite's and the Azure Storage Emulator's account key; AWS's
+# documented example keys).
+PUBLISHED = frozenset({
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==",
+    "AKIAIOSFODNN7EXAMPLE", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+})
+
+
+def _published(value: str) -> bool:
+    """A finding that is one of the PUBLISHED credentials (or one with its key name:
+    ``AccountKey=<key>``)."""
+    return value in PUBLISHED or value.split("=", 1)[-1] in PUBLISHED
+
+
+def _url_default(m: re.Match) -> bool:
+    """A URL's password that is a placeholder (``user:{password}@``, ``user:pass@``,
+    ``<user>:<password>@``) or the user name again (``guest:guest@``, ``root:root@``: a
+    local service's default, not a secret)."""
+    secret = m.group("secret")
+    user = m.group("pre").rsplit("://", 1)[-1][:-1]
+    return _placeholder(secret) or secret == user
+
+
+# per pattern kind: a match whose secret is not a secret after all
 _NOT_A_SECRET = {
-    # postgres://user:{password}@host, ftp://user:pass@host in docs, <user>:<password>@<host>
-    "url_password": lambda v: _placeholder(v),
-    "basic_auth": lambda v: not _basic_credentials(v),
+    "url_password": _url_default,
+    "basic_auth": lambda m: not _basic_credentials(m.group("secret")),
+    "azure_storage_key": lambda m: m.group("secret") in PUBLISHED,
 }
 
 
@@ -188,7 +213,7 @@ def _scrub_line(line: str) -> str:
             at = line.find(value, at + len(value))
     if len(line) >= 30:
         for m in _LONG_TOKEN.finditer(line):
-            if _random_looking(m.group(0)):
+            if _random_looking(m.group(0)) and not _published(m.group(0)):
                 spans.append((m.start(), m.end(), "high_entropy"))
     if not spans:
         return line
@@ -285,11 +310,13 @@ def _detect_secrets(line: str):
     for kind, plugin in regex:
         for value in plugin.analyze_string(line):
             if isinstance(value, str) and len(value) >= 8 and _MARK not in value \
+                    and not _published(value) \
                     and not (kind == "basic_auth" and _placeholder(value)):
                 yield kind, value
     for plugin in entropy_plugins:
         for value in plugin.analyze_string(line):
-            if (len(value) >= 16 and plugin.calculate_shannon_entropy(value) > plugin.entropy_limit
+            if (len(value) >= 16 and not _published(value)
+                    and plugin.calculate_shannon_entropy(value) > plugin.entropy_limit
                     and not _wordy(value) and not heuristic.is_sequential_string(value)
                     and not heuristic.is_potential_uuid(value)
                     and not heuristic.is_likely_id_string(value, line, plugin)
