@@ -111,8 +111,6 @@ def test_keyword_pairs_are_caught_whatever_the_entropy(line, value):
     'broker="pyamqp://guest:guest@rabbit:5672//",', 'sql.Open("mysql", "mysql://root:root@tcp(db)/x")',
     "AZURE=DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=Eby8vdM02xNOcq"
     "FlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==;",
-    "aws_access_key_id = AKIAIOSFODNN7EXAMPLE",
-    "aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
 ])
 def test_code_and_prose_are_left_alone(line):
     assert scrub(line) == line

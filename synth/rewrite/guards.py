@@ -165,12 +165,12 @@ def _basic_credentials(value: str) -> bool:
     return b":" in raw or _random_looking(value)
 
 
-# Credentials published by their vendors for local emulators and documentation: public by
-# design, they hide nothing (Azurite's and the Azure Storage Emulator's account key; AWS's
-# documented example keys).
+# Credentials published by their vendors for local emulators: public by design, they hide
+# nothing (the account key of Azurite and the Azure Storage Emulator, in many projects' CI
+# settings). Documentation examples (AWS's AKIAIOSFODNN7EXAMPLE) stay scrubbed: they are
+# pasted where real keys go, and a test plants them as secrets.
 PUBLISHED = frozenset({
     "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==",
-    "AKIAIOSFODNN7EXAMPLE", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
 })
 
 
