@@ -334,7 +334,7 @@ def _substance_verdicts(sub, cfg: dict, test_lines: int, every: bool = True) -> 
             ("substance.moved", "move_only", 2 * sub.moved_lines, "moved"),
             ("substance.renamed", "symbol_rename", 2 * sub.renamed_lines, None),
             ("substance.plumbing", "pass_through", sub.plumbing_lines,
-             "declaring or forwarding names, imports, type expressions"),
+             "declaring or forwarding names, imports, type expressions and annotations"),
             ("substance.data", "data_table", sub.data_lines,
              "literal data: strings and numbers in lists and tables")):
         out.add(rule, n / changed >= share and few, code,

@@ -200,6 +200,24 @@ HISTORY = {"repo": {"name": "acme/netkit"}, "commits": [
                 ("SE", 46), ("NO", 47), ("FI", 358), ("IE", 353), ("GB", 44), ("IS", 354)))
         + "]\n\n\ndef calling_code(country):\n    for c, n in CODES:\n        if c == country:\n"
         "            return n\n    raise KeyError(country)\n"}),
+    _pr(20, "Type-annotate the client, retry and utilities", 12, edits=[
+        {"path": "src/app/util.py", "find": "def checksum(data):",
+         "replace": "def checksum(data: bytes) -> int:"},
+        {"path": "src/app/util.py", "find": "    total = 0  # noqa", "replace": "    total: int = 0  # noqa"},
+        {"path": "src/app/client.py", "find": "    def __init__(self, host, port=80, timeout=None):",
+         "replace": "    def __init__(self, host: str, port: int = 80, timeout: float | None = None) -> None:"},
+        {"path": "src/app/client.py", "find": "    def connect(self):",
+         "replace": "    def connect(self) -> socket.socket:"},
+        {"path": "src/app/chunking.py", "find": "def chunks(data, size):",
+         "replace": "def chunks(data: bytes, size: int) -> list[bytes]:"},
+        {"path": "src/app/chunking.py", "find": "    out = []", "replace": "    out: list[bytes] = []"},
+        {"path": "src/app/retry.py", "find": "    def __init__(self, attempts=3, backoff=0.5):",
+         "replace": "    def __init__(self, attempts: int = 3, backoff: float = 0.5) -> None:"},
+        {"path": "src/app/retry.py", "find": "    def delays(self):",
+         "replace": "    def delays(self) -> list[float]:"},
+        {"path": "src/app/retry.py", "find": "    def run(self, call):",
+         "replace": "    def run(self, call: Callable[[], T]) -> T:"},
+        {"path": "src/app/retry.py", "find": "        out = []", "replace": "        out: list[float] = []"}]),
     _pr(17, "Increase test coverage of the client", 9, files={
         "tests/test_client.py": "def test_placeholder():\n    assert True\n\n\ndef test_more():\n"
                                 "    assert 1 + 1 == 2\n"}),
@@ -220,7 +238,8 @@ def mined(netkit, tmp_path_factory):
 
 @pytest.mark.parametrize("number,code", [
     (11, "removal"), (12, "move_only"), (13, "symbol_rename"), (14, "pass_through"),
-    (15, "too_small"), (16, "lint_only"), (17, "tests_only"), (19, "data_table")])
+    (15, "too_small"), (16, "lint_only"), (17, "tests_only"), (19, "data_table"),
+    (20, "pass_through")])  # 20: type annotations only
 def test_mechanical_prs_are_dropped_with_their_code(mined, number, code):
     d = decide(mined[number], load_rules())
     assert not d.kept and code in d.reasons, (number, d.reasons, d.metrics)
@@ -259,7 +278,7 @@ def test_coverage_push_with_code_is_coverage_only(mined):
 @pytest.mark.parametrize("number,rule", [
     (11, "substance.removal"), (12, "substance.moved"), (13, "substance.renamed"),
     (14, "substance.plumbing"), (15, "substance.min_logic_lines"), (16, "titles.lint_only"),
-    (19, "substance.data")])
+    (19, "substance.data"), (20, "substance.plumbing")])
 def test_explain_shows_each_rule_firing(cli, netkit, tmp_path, number, rule):
     db = tmp_path / "q.duckdb"
     assert cli("run", "--git", netkit, "--no-rewrite", "--db", db).code == 0
