@@ -158,7 +158,8 @@ def test_file_classes(rules, path, cls):
     ("Format whole codebase with gofumpt and enforce it in CI", "lint_only"),
     ("Merging from v1", "branch_merge"), ("Merge Stable into Main", "branch_merge"),
     ("Merging #489 (plus hack)", None), ("Merging mostynb report source of parse errors", None),
-    ("Format error messages with the flag name", None)])
+    ("Format error messages with the flag name", None),
+    ("[Release] v0.28.1", "release")])  # axios's release PRs
 def test_title_rules(rules, title, code):
     d = decide(pr(branching("src/a.py", 30), title=title), rules)
     assert (code in d.reasons) if code else d.kept, d.reasons
